@@ -77,8 +77,8 @@ def humanize_duration(seconds: float) -> str:
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    # Whole days read better than 48 hours only when there are no hours left over.
-    if days and not (hours or minutes or secs):
+    # Whole days read better than 48 hours; "24 hours" reads better than "1 day".
+    if days >= 2 and not (hours or minutes or secs):
         return _plural(days, "day")
     hours += days * 24
     parts = [

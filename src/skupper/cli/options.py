@@ -1,0 +1,101 @@
+"""Options every command takes, and turning them into a platform to work on."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from skupper.base.durations import parse_duration
+from skupper.base.errors import NotBuiltError, UsageError
+from skupper.platforms.select import BUILT, PLATFORMS, choose_platform
+
+if TYPE_CHECKING:
+    from skupper.platforms.local_platform import LocalPlatform
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Target:
+    namespace: str
+    context: str | None
+    platform_flag: str | None
+
+    def platform(self) -> LocalPlatform:
+        chosen = choose_platform(self.platform_flag)
+        if chosen not in PLATFORMS:
+            raise UsageError(
+                f'Unknown platform "{chosen}"', f"choose one of {', '.join(PLATFORMS)}"
+            )
+        if chosen not in BUILT:
+            how = (
+                "found a kubeconfig"
+                if chosen == "kubernetes" and not self.platform_flag
+                else "was asked for it"
+            )
+            raise NotBuiltError(
+                f"The {chosen} platform is not built yet in this version of skupper "
+                f"(it {how})",
+                hint="Use --platform systemd, or SKUPPER_PLATFORM=systemd, for a local site.",
+            )
+        from skupper.platforms.local_platform import LocalPlatform
+
+        return LocalPlatform(self.namespace)
+
+
+def context_options(func: F) -> F:
+    """-n/--namespace, --context and --platform, handed to the command as ``target``."""
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, namespace: str, context: str | None, platform: str | None, **kwargs: Any
+    ) -> Any:
+        return func(*args, target=Target(namespace, context, platform), **kwargs)
+
+    decorated: Any = wrapper
+    for decorate in reversed(
+        [
+            click.option("-n", "--namespace", default="default", show_default=True,
+                         help="Select the current namespace."),
+            click.option("--context", default=None,
+                         help="Select the current kubeconfig context."),
+            click.option("--platform", type=click.Choice(PLATFORMS), default=None,
+                         help="Set the Skupper platform (default: SKUPPER_PLATFORM, else "
+                              "kubernetes when a kubeconfig is found, else systemd)."),
+        ]
+    ):
+        decorated = decorate(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
+output_option = click.option(
+    "-o", "--output", type=click.Choice(["json", "yaml"]), default=None,
+    help="Print resources as json or yaml instead of a table.",
+)
+
+
+def timeout_option(default: str = "60s") -> Callable[[F], F]:
+    return click.option(
+        "--timeout", default=default, show_default=True,
+        help="How long to wait for the result (a duration such as 30s or 2m).",
+    )
+
+
+def duration_value(text: str, option: str, *, minimum: float = 0.0) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"Invalid value for {option}", str(exc)) from None
+    if seconds <= minimum:
+        raise UsageError(f"Invalid value for {option}", f"{text!r} must be longer than zero")
+    return seconds
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)

@@ -1,0 +1,33 @@
+"""Tables, json and yaml for people; secrets redacted before anything prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from skupper.resources import Resource
+from skupper.resources.redact import redacted
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        line = "   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row))
+        click.echo(line.rstrip())
+
+
+def resources(items: list[Resource], fmt: str, *, single: bool) -> None:
+    """Print one resource, or a List of them, in upstream's shape."""
+    clean = [redacted(item) for item in items]
+    doc: Any = clean[0] if single else {"apiVersion": "v1", "kind": "List", "items": clean}
+    if fmt == "json":
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))

@@ -1,0 +1,222 @@
+"""``skupper site``: create, update, status, delete (and start/stop as aliases)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from skupper.base.errors import SkupperError, UsageError
+from skupper.cli.options import (
+    Target,
+    context_options,
+    duration_value,
+    output_option,
+    run,
+    timeout_option,
+)
+
+LINK_ACCESS_TYPES = ("none", "default", "route", "loadbalancer")
+
+
+@click.group(help="Create, change, inspect and delete the site of a namespace.")
+def site() -> None:
+    pass
+
+
+def _check_name(name: str) -> None:
+    from skupper.resources.model import valid_name
+
+    if not valid_name(name) or len(name) > 63:
+        raise UsageError(
+            f'Invalid site name "{name}"',
+            "use lower-case letters, digits and '-', starting and ending with a letter or digit",
+        )
+
+
+def _link_access(enable: bool | None, access_type: str | None) -> str | None:
+    if access_type is not None:
+        if enable is False and access_type != "none":
+            raise UsageError("--disable-link-access contradicts --link-access-type")
+        return access_type
+    if enable is None:
+        return None
+    return "default" if enable else "none"
+
+
+@site.command("create", help="Create a site.")
+@click.argument("name")
+@click.option("--enable-link-access", is_flag=True, default=False,
+              help="Allow access for incoming links from remote sites.")
+@click.option("--link-access-type", type=click.Choice(LINK_ACCESS_TYPES), default=None,
+              help="Configure external access for links from remote sites.")
+@click.option("--link-access-host", default=None,
+              help="Host name or address remote sites use to reach this site "
+                   "(default: SKUPPER_LINK_ACCESS_HOST, else this machine's FQDN).")
+@output_option
+@timeout_option()
+@context_options
+def create(
+    name: str,
+    enable_link_access: bool,
+    link_access_type: str | None,
+    link_access_host: str | None,
+    output: str | None,
+    timeout: str,
+    target: Target,
+) -> None:
+    _check_name(name)
+    wait = duration_value(timeout, "--timeout")
+    from skupper.resources import new_resource
+
+    spec: dict[str, object] = {
+        "linkAccess": _link_access(enable_link_access or None, link_access_type) or "none"
+    }
+    host = link_access_host or os.environ.get("SKUPPER_LINK_ACCESS_HOST")
+    if host:
+        spec["settings"] = {"link-access-host": host}
+    resource = new_resource("Site", name, spec)
+    if output:
+        from skupper.cli.output import resources
+
+        resources([resource], output, single=True)
+        return
+    run(_create(target, resource, wait))
+    click.echo(f'Site "{name}" is ready.')
+
+
+async def _create(target: Target, resource: dict[str, object], wait: float) -> None:
+    from skupper.cli.session import open_session, wait_until
+    from skupper.resources.status import is_ready
+
+    async with open_session(target, create=True) as session:
+        if session.site is not None:
+            raise SkupperError(
+                "A site resource already exists",
+                f'site "{session.site["metadata"]["name"]}" is defined in namespace '
+                f'"{target.namespace}"',
+                'Change it with "skupper site update" or remove it with "skupper site delete".',
+            )
+        since = await session.store.current_version()
+        await session.store.create(resource)
+        session.platform.start()
+        click.echo("Waiting for status...")
+        name = str(resource["metadata"]["name"])  # type: ignore[index]
+        await wait_until(session, "Site", name, is_ready, wait, since=since,
+                         what=f'Site "{name}"')
+
+
+@site.command("update", help="Change site settings.")
+@click.argument("name", required=False)
+@click.option("--enable-link-access/--disable-link-access", default=None,
+              help="Allow or refuse incoming links from remote sites.")
+@click.option("--link-access-type", type=click.Choice(LINK_ACCESS_TYPES), default=None,
+              help="Configure external access for links from remote sites.")
+@click.option("--link-access-host", default=None,
+              help="Host name or address remote sites use to reach this site.")
+@timeout_option()
+@context_options
+def update(
+    name: str | None,
+    enable_link_access: bool | None,
+    link_access_type: str | None,
+    link_access_host: str | None,
+    timeout: str,
+    target: Target,
+) -> None:
+    wait = duration_value(timeout, "--timeout")
+    site_name = run(_update(target, name, _link_access(enable_link_access, link_access_type),
+                            link_access_host, wait))
+    click.echo(f'Site "{site_name}" is updated.')
+
+
+async def _update(
+    target: Target, name: str | None, link_access: str | None, host: str | None, wait: float
+) -> str:
+    from skupper.cli.session import no_site_error, open_session, require_running, wait_until
+    from skupper.resources.status import get_condition, is_ready
+
+    async with open_session(target) as session:
+        current = session.site
+        if current is None or (name and current["metadata"]["name"] != name):
+            raise no_site_error(target.namespace, "to update")
+        require_running(session)
+        spec = current.setdefault("spec", {})
+        if link_access is not None:
+            spec["linkAccess"] = link_access
+        if host:
+            spec.setdefault("settings", {})["link-access-host"] = host
+        since = await session.store.current_version()
+        updated = await session.store.update(current)
+        site_name = str(updated["metadata"]["name"])
+        generation = updated["metadata"]["generation"]
+        click.echo("Waiting for update to complete...")
+
+        def applied(resource: dict[str, object]) -> bool:
+            cond = get_condition(resource, "Resolved")
+            return bool(cond and cond.get("observedGeneration") == generation
+                        and is_ready(resource))
+
+        await wait_until(session, "Site", site_name, applied, wait, since=since,
+                         what=f'Site "{site_name}" update')
+        return site_name
+
+
+@site.command("status", help="Show the current status of a site.")
+@output_option
+@context_options
+def status(output: str | None, target: Target) -> None:
+    run(_status(target, output))
+
+
+async def _status(target: Target, output: str | None) -> None:
+    from skupper.cli.output import resources, table
+    from skupper.cli.session import open_session, require_site
+
+    async with open_session(target) as session:
+        current = require_site(session)
+        running = session.platform.running()
+    if output:
+        resources([current], output, single=True)
+        return
+    st = current.get("status") or {}
+    state = st.get("status", "Pending") if running else "Stopped"
+    endpoints = ", ".join(
+        f"{e['name']} {e['host']}:{e['port']}" for e in st.get("endpoints") or []
+    ) or "-"
+    table(
+        ["NAME", "STATUS", "SITES-IN-NETWORK", "SERVICES-IN-NETWORK", "LINK-ACCESS", "MESSAGE"],
+        [[current["metadata"]["name"], state, st.get("sitesInNetwork", 1),
+          sum(len(n.get("services") or []) for n in st.get("network") or []), endpoints,
+          st.get("message", "") if running else "the site daemon is not running"]],
+    )
+
+
+@site.command("delete", help="Delete a site and all of its state.")
+@click.argument("name", required=False)
+@context_options
+def delete(name: str | None, target: Target) -> None:
+    from skupper.cli.session import no_site_error
+
+    platform = target.platform()
+    site_name = run(_site_name(target)) if platform.has_state() else None
+    if site_name is None or (name and name != site_name):
+        raise no_site_error(target.namespace, "to delete")
+    click.echo("Waiting for deletion to complete...")
+    platform.stop(remove_unit=True)
+    platform.remove_state()
+    click.echo(f'Site "{site_name}" is deleted.')
+
+
+async def _site_name(target: Target) -> str | None:
+    from skupper.cli.session import open_session
+
+    async with open_session(target) as session:
+        return None if session.site is None else str(session.site["metadata"]["name"])
+
+
+from skupper.cli.system import start as _start  # noqa: E402  (click-only module)
+from skupper.cli.system import stop as _stop  # noqa: E402
+
+site.add_command(_start, "start")
+site.add_command(_stop, "stop")

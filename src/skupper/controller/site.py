@@ -1,0 +1,105 @@
+"""The Site reconciler: CA, server certificates, link access, endpoints, status."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from skupper import __version__
+from skupper.controller.credentials import (
+    GRANT_SERVER,
+    GRANT_SERVER_CA,
+    SITE_CA,
+    SITE_SERVER,
+    ensure_ca,
+    ensure_server_certificate,
+)
+from skupper.controller.runtime import LinkAccessConfig, LinkAccessRuntime
+from skupper.resources import Resource
+from skupper.resources.status import derive_ready, set_condition
+from skupper.store.interface import NotFound, SecretStore, Store
+
+log = logging.getLogger(__name__)
+
+LINK_ACCESS_HOST_SETTING = "link-access-host"
+SITE_REQUIRED = ("Configured", "Running", "Resolved")
+
+
+def link_access_enabled(site: Resource) -> bool:
+    return str(site.get("spec", {}).get("linkAccess") or "none") != "none"
+
+
+def link_access_host(site: Resource) -> str:
+    """The name or address remote sites use to reach this site."""
+    settings = site.get("spec", {}).get("settings") or {}
+    host = settings.get(LINK_ACCESS_HOST_SETTING) or os.environ.get("SKUPPER_LINK_ACCESS_HOST")
+    return str(host or socket.getfqdn())
+
+
+class SiteReconciler:
+    def __init__(
+        self, store: Store, secrets: SecretStore, runtime: LinkAccessRuntime, namespace: str
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._runtime = runtime
+        self._namespace = namespace
+
+    async def current_site(self) -> Resource | None:
+        sites = await self._store.list("Site")
+        return sites[0] if sites else None
+
+    async def reconcile(self, name: str) -> None:
+        try:
+            site = await self._store.get("Site", name)
+        except NotFound:
+            await self._runtime.disable()
+            return
+        site_name = site["metadata"]["name"]
+        ca = await ensure_ca(self._secrets, SITE_CA, f"{site_name} site CA")
+        endpoints: list[dict[str, object]] = []
+        resolved, message = True, "OK"
+        if link_access_enabled(site):
+            host = link_access_host(site)
+            config = LinkAccessConfig(
+                host=host,
+                site_ca=ca,
+                router_server=await ensure_server_certificate(
+                    self._secrets, SITE_SERVER, ca, [host]
+                ),
+                grant_server_ca=(grant_ca := await ensure_ca(
+                    self._secrets, GRANT_SERVER_CA, f"{site_name} grant server CA"
+                )),
+                grant_server=await ensure_server_certificate(
+                    self._secrets, GRANT_SERVER, grant_ca, [host]
+                ),
+            )
+            try:
+                endpoints = list((await self._runtime.enable(config)).endpoints)
+            except OSError as exc:
+                resolved, message = False, f"Cannot listen for links: {exc}"
+        else:
+            await self._runtime.disable()
+        await self._write_status(site, endpoints, resolved, message)
+
+    async def _write_status(
+        self, site: Resource, endpoints: list[dict[str, object]], resolved: bool, message: str
+    ) -> None:
+        before = repr(site.get("status"))
+        status = site.setdefault("status", {})
+        status["defaultIssuer"] = site.get("spec", {}).get("defaultIssuer") or SITE_CA
+        status["endpoints"] = endpoints
+        status.setdefault("sitesInNetwork", 1)
+        status["controller"] = {
+            "name": "skupper-site-daemon",
+            "namespace": self._namespace,
+            "version": __version__,
+        }
+        set_condition(site, "Configured", True, "Configured", "OK")
+        set_condition(site, "Running", True, "Running", f"site daemon running (pid {os.getpid()})")
+        set_condition(site, "Resolved", resolved, "Resolved" if resolved else "Error", message)
+        derive_ready(site, SITE_REQUIRED)
+        if repr(site.get("status")) != before:
+            await self._store.update_status(site)
+            log.info("site %s: %s", site["metadata"]["name"], status.get("message"))

@@ -1,0 +1,5 @@
+import sys
+
+from skupper.daemon.main import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""The local ("systemd") platform as the CLI sees it: a store, a daemon, their files."""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from skupper.base.files import ensure_private_dir
+from skupper.platforms import local_daemon
+from skupper.platforms.local import NamespacePaths
+
+if TYPE_CHECKING:
+    from skupper.store.secrets import FileSecretStore
+    from skupper.store.sqlite import SqliteStore
+
+
+class LocalPlatform:
+    name = "systemd"
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.paths = NamespacePaths.for_namespace(namespace)
+
+    def has_state(self) -> bool:
+        return self.paths.store.exists()
+
+    def open_store(self) -> SqliteStore:
+        from skupper.store.sqlite import SqliteStore
+
+        ensure_private_dir(self.paths.root)
+        return SqliteStore(self.paths.store)
+
+    def open_secrets(self) -> FileSecretStore:
+        from skupper.store.secrets import FileSecretStore
+
+        return FileSecretStore(self.paths.secrets)
+
+    def running(self) -> bool:
+        return local_daemon.daemon_pid(self.paths) is not None
+
+    def start(self) -> None:
+        local_daemon.start_daemon(self.paths)
+
+    def stop(self, *, remove_unit: bool = False) -> bool:
+        return local_daemon.stop_daemon(self.paths, remove_unit=remove_unit)
+
+    def remove_state(self) -> None:
+        shutil.rmtree(self.paths.root, ignore_errors=True)
+
+    @property
+    def log_file(self) -> str:
+        return str(self.paths.log_file)

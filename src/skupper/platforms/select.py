@@ -1,0 +1,34 @@
+"""Choosing the platform: --platform, else SKUPPER_PLATFORM, else what the machine has."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PLATFORMS = ("kubernetes", "docker", "systemd")
+# The platforms this project has built so far; the rest say so and exit non-zero.
+BUILT = ("systemd",)
+
+
+def kubeconfig_present() -> bool:
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return any(Path(p).is_file() for p in env.split(os.pathsep) if p)
+    return (Path.home() / ".kube" / "config").is_file()
+
+
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and Path(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    ).is_file()
+
+
+def choose_platform(flag: str | None) -> str:
+    if flag:
+        return flag
+    env = os.environ.get("SKUPPER_PLATFORM", "").strip()
+    if env:
+        return env
+    if kubeconfig_present() or in_cluster():
+        return "kubernetes"
+    return "systemd"
