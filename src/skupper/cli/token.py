@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from skupper.base.errors import NotBuiltError, SkupperError, UsageError
+from skupper.base.errors import SkupperError, UsageError
 from skupper.cli.options import (
     Target,
     context_options,
@@ -175,9 +175,73 @@ async def _delete_quietly(session: Session, name: str) -> None:
 @timeout_option()
 @context_options
 def redeem(file: str, timeout: str, target: Target) -> None:
-    target.platform()
-    raise NotBuiltError(
-        "access-token redeem is not built yet in this version of skupper",
-        hint="It arrives with live links; any HTTPS client speaking the token protocol "
-             "can redeem the token meanwhile.",
-    )
+    from skupper.grants.token_file import parse_token
+
+    wait = duration_value(timeout, "--timeout")
+    token = parse_token(file)
+    for link_name in run(_redeem(target, token, wait)):
+        click.echo(f'Link "{link_name}" is active.')
+    click.echo(f"You can now safely delete {file}.")
+
+
+async def _redeem(target: Target, token: Resource, wait: float) -> list[str]:
+    import asyncio
+
+    from skupper.cli.session import open_session, require_running, require_site, wait_until
+    from skupper.grants.client import parse_answer, post_redemption
+    from skupper.resources.status import is_ready
+
+    spec = token["spec"]
+    name = str(token["metadata"]["name"])
+    async with open_session(target) as session:
+        current = require_site(session)
+        require_running(session)
+        for existing in await session.store.list("Link"):
+            if existing["metadata"]["name"] in (name, f"{name}-1"):
+                raise SkupperError(
+                    f'A link named "{existing["metadata"]["name"]}" already exists',
+                    "this token seems to have been redeemed here already",
+                    f'Delete it first with "skupper link delete {existing["metadata"]["name"]}".',
+                )
+        body = await asyncio.to_thread(
+            post_redemption, spec["url"], spec["ca"], spec["code"], name,
+            str(current["metadata"]["name"]),
+        )
+        answer = parse_answer(spec["url"], body)
+        links = await _store_answer(session, answer, int(spec.get("linkCost", 1)))
+        click.echo("Waiting for status...")
+        for link_name in links:
+            await wait_until(session, "Link", link_name, is_ready, wait,
+                             what=f'Link "{link_name}"')
+        return links
+
+
+async def _store_answer(session: Session, answer: Any, cost: int) -> list[str]:
+    """Keep the credential and the Links; on any failure keep neither."""
+    import base64
+    import contextlib
+
+    from skupper.resources import new_resource
+    from skupper.store.interface import NotFound
+
+    secret_name = str(answer.secret["metadata"]["name"])
+    data = {key: base64.b64decode(value) for key, value in answer.secret["data"].items()
+            if key in ("tls.crt", "tls.key", "ca.crt")}
+    secrets = session.platform.open_secrets()
+    created: list[str] = []
+    try:
+        await secrets.put(secret_name, data)
+        for link in answer.links:
+            link_spec = dict(link["spec"])
+            link_spec["cost"] = cost
+            link_spec["tlsCredentials"] = secret_name
+            await session.store.create(new_resource("Link", link["metadata"]["name"], link_spec))
+            created.append(str(link["metadata"]["name"]))
+    except BaseException:
+        for link_name in created:
+            with contextlib.suppress(NotFound):
+                await session.store.delete("Link", link_name)
+        with contextlib.suppress(Exception):
+            await secrets.delete(secret_name)
+        raise
+    return created

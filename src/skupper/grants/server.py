@@ -18,8 +18,8 @@ from aiohttp import web
 
 from skupper.grants.redemption import (
     Credential,
-    Refusal,
     RedemptionRequest,
+    Refusal,
     answer_documents,
     redeem,
 )

@@ -73,3 +73,112 @@ def write_token(path: Path, token: Resource) -> None:
         write_private(path, render_token(token))
     except OSError as exc:
         raise SkupperError(f"Cannot write token file {path}", exc.strerror or str(exc)) from exc
+
+
+# A token is about 1 KiB; anything far larger is not a token.
+MAX_TOKEN_FILE_BYTES = 64 * 1024
+
+
+def _bad(file: str, why: str, hint: str = "") -> SkupperError:
+    return SkupperError(f"Cannot use token file {file}", why, hint)
+
+
+def _load_single_document(file: str, text: str) -> Any:
+    import yaml
+
+    class _NoAliases(yaml.SafeLoader):
+        """Aliases have no place in a token; refusing them defuses alias bombs."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("YAML aliases are not allowed in a token")
+            return super().compose_node(parent, index)
+
+    try:
+        documents = [doc for doc in yaml.load_all(text, Loader=_NoAliases) if doc is not None]
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
+        raise _bad(file, f"it is not valid YAML ({first})") from None
+    if len(documents) != 1:
+        raise _bad(file, f"it holds {len(documents)} YAML documents; a token is exactly one")
+    return documents[0]
+
+
+def parse_token(file: str) -> Resource:
+    """Read and check a token file; every problem is one clear SkupperError."""
+    path = Path(file).expanduser()
+    try:
+        if path.is_dir():
+            raise _bad(file, "it is a directory")
+        size = path.stat().st_size
+        if size > MAX_TOKEN_FILE_BYTES:
+            raise _bad(file, f"it is {size} bytes; a token is a few KiB at most")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _bad(file, "no such file") from None
+    except PermissionError:
+        raise _bad(file, "permission denied") from None
+    except OSError as exc:
+        raise _bad(file, exc.strerror or str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad(file, "it is not a text file") from None
+    if not text.strip():
+        raise _bad(file, "it is empty")
+    token = _load_single_document(file, text)
+    return check_token(file, token)
+
+
+def check_token(file: str, token: Any) -> Resource:
+    if not isinstance(token, dict):
+        raise _bad(file, "it is not an AccessToken resource")
+    if token.get("kind") != "AccessToken":
+        raise _bad(file, f"its kind is {token.get('kind')!r}, not 'AccessToken'")
+    if not str(token.get("apiVersion", "")).startswith("skupper.io/"):
+        raise _bad(file, f"its apiVersion {token.get('apiVersion')!r} is not skupper.io")
+    meta = token.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise _bad(file, "it has no metadata.name")
+    from skupper.resources.model import valid_name
+
+    if not valid_name(meta["name"]) or len(meta["name"]) > 63:
+        raise _bad(file, f"metadata.name {meta['name']!r} is not a valid resource name")
+    spec = token.get("spec")
+    if not isinstance(spec, dict):
+        raise _bad(file, "it has no spec")
+    for key in ("url", "code", "ca"):
+        if not isinstance(spec.get(key), str) or not spec[key].strip():
+            raise _bad(file, f"spec.{key} is missing or not a string")
+    cost = spec.get("linkCost", 1)
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+        raise _bad(file, "spec.linkCost must be a whole number of at least 1")
+    _check_url(file, spec["url"])
+    _check_ca(file, spec["ca"])
+    return token
+
+
+def _check_url(file: str, url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is not a number
+    except ValueError as exc:
+        raise _bad(file, f"spec.url is not a valid URL ({exc})") from None
+    if parts.scheme != "https":
+        raise _bad(file, f"spec.url must be https, not {parts.scheme or 'missing'!r}",
+                   "A token is only redeemed over TLS.")
+    if not parts.hostname:
+        raise _bad(file, "spec.url has no host")
+
+
+def _check_ca(file: str, ca: str) -> None:
+    import ssl
+
+    if "-----BEGIN CERTIFICATE-----" not in ca:
+        raise _bad(file, "spec.ca is not a PEM certificate")
+    try:
+        ssl.create_default_context(cadata=ca)
+    except (ssl.SSLError, ValueError):
+        raise _bad(file, "spec.ca is not a valid PEM certificate") from None
