@@ -1,0 +1,496 @@
+"""A yamux session as a sans-IO state machine: many flow-controlled streams, one byte pipe.
+
+The driver feeds peer bytes to ``receive_data``, acts on the returned events, and
+writes whatever ``data_to_send`` returns. Any peer behaviour the spec does not allow
+ends the session: a Go Away (protocol error) is queued and ``ConnectionTerminated``
+is returned. Misuse of the local API raises instead (``StreamClosedError``, ...).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+from skupper.router.protocol.frames import (
+    HEADER,
+    MAX_DATA_PAYLOAD,
+    MAX_UINT32,
+    VERSION,
+    Flag,
+    Frame,
+    FrameParser,
+    FrameType,
+    GoAwayCode,
+    ProtocolError,
+)
+
+# Fixed by the yamux spec: every stream starts with this much credit in each direction.
+INITIAL_STREAM_WINDOW = 256 * 1024
+
+# Concurrent streams per session; bounds the memory a peer can make us hold.
+MAX_STREAMS = 4096
+
+# Largest data frame we send. 12 header bytes per 64 KiB is ~0.02% overhead, and four
+# frames per initial window still let other streams interleave on the connection.
+MAX_SEND_FRAME = 64 * 1024
+
+# Largest receive window we advertise; also caps a data frame (and so parser memory).
+MAX_WINDOW = MAX_DATA_PAYLOAD
+
+# Freed stream ids remembered so frames already in flight (data after our RST, a
+# window update after both FINs) are dropped quietly. Older ids fall back to the
+# "below the highest id opened" rule, so this only bounds memory, not correctness.
+RECENTLY_CLOSED_LIMIT = 1024
+
+
+class StreamState(StrEnum):
+    IDLE = "idle"
+    SYN_SENT = "syn_sent"
+    SYN_RECEIVED = "syn_received"
+    ESTABLISHED = "established"
+    LOCAL_CLOSED = "local_closed"  # we sent FIN; the peer may still send
+    REMOTE_CLOSED = "remote_closed"  # the peer sent FIN; we may still send
+    CLOSED = "closed"
+    RESET = "reset"
+
+
+# What can happen to a stream, from our side (SEND_*) or the peer's (RECV_*).
+Input = Enum(
+    "Input",
+    "SEND_SYN RECV_SYN SEND_ACK RECV_ACK SEND_DATA RECV_DATA "
+    "SEND_WINDOW RECV_WINDOW SEND_FIN RECV_FIN SEND_RST RECV_RST",
+)
+
+
+S, I = StreamState, Input  # noqa: E741 - table shorthand only
+
+# Every legal (state, input) pair. Anything missing is a protocol error from the peer
+# or a StreamClosedError for a local call. CLOSED and RESET are terminal: the stream
+# is freed and later frames for it are ignored via the recently-closed set.
+TRANSITIONS: dict[tuple[StreamState, Input], StreamState] = {
+    (S.IDLE, I.SEND_SYN): S.SYN_SENT,
+    (S.IDLE, I.RECV_SYN): S.SYN_RECEIVED,
+    # Until the ACK arrives only ACK and RST may come from the peer (see _on_stream).
+    (S.SYN_SENT, I.RECV_ACK): S.ESTABLISHED,
+    (S.SYN_SENT, I.SEND_DATA): S.SYN_SENT,  # the spec's initial window allows early data
+    (S.SYN_SENT, I.SEND_FIN): S.LOCAL_CLOSED,
+    # We ACK a peer's SYN straight away, so this state lasts one frame.
+    (S.SYN_RECEIVED, I.SEND_ACK): S.ESTABLISHED,
+    (S.ESTABLISHED, I.SEND_DATA): S.ESTABLISHED,
+    (S.ESTABLISHED, I.RECV_DATA): S.ESTABLISHED,
+    (S.ESTABLISHED, I.SEND_WINDOW): S.ESTABLISHED,
+    (S.ESTABLISHED, I.RECV_WINDOW): S.ESTABLISHED,
+    (S.ESTABLISHED, I.SEND_FIN): S.LOCAL_CLOSED,
+    (S.ESTABLISHED, I.RECV_FIN): S.REMOTE_CLOSED,
+    (S.LOCAL_CLOSED, I.RECV_ACK): S.LOCAL_CLOSED,  # we closed before the peer accepted
+    (S.LOCAL_CLOSED, I.RECV_DATA): S.LOCAL_CLOSED,
+    (S.LOCAL_CLOSED, I.SEND_WINDOW): S.LOCAL_CLOSED,
+    (S.LOCAL_CLOSED, I.RECV_WINDOW): S.LOCAL_CLOSED,
+    (S.LOCAL_CLOSED, I.RECV_FIN): S.CLOSED,
+    (S.REMOTE_CLOSED, I.SEND_DATA): S.REMOTE_CLOSED,
+    (S.REMOTE_CLOSED, I.RECV_WINDOW): S.REMOTE_CLOSED,
+    (S.REMOTE_CLOSED, I.SEND_FIN): S.CLOSED,
+}
+# Either side may reset any stream that has started and is not yet freed.
+TRANSITIONS |= {
+    (state, event): S.RESET
+    for state in (S.SYN_SENT, S.ESTABLISHED, S.LOCAL_CLOSED, S.REMOTE_CLOSED)
+    for event in (I.SEND_RST, I.RECV_RST)
+}
+
+_SYN, _ACK, _FIN, _RST = (int(f) for f in (Flag.SYN, Flag.ACK, Flag.FIN, Flag.RST))
+_FREED = (S.CLOSED, S.RESET)
+_SENDABLE = (S.SYN_SENT, S.ESTABLISHED, S.REMOTE_CLOSED)
+
+
+class SessionError(Exception):
+    """The local application used the session wrongly."""
+
+
+class StreamClosedError(SessionError):
+    """The stream is unknown, or our direction of it is already closed or reset."""
+
+
+class SessionClosedError(SessionError):
+    """Go Away was sent or received, or the session was terminated."""
+
+
+class TooManyStreamsError(SessionError):
+    """``max_streams`` streams are open, or the stream id space is used up."""
+
+
+class Event:
+    """Base of everything ``receive_data`` returns."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened(Event):
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAccepted(Event):
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived(Event):
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded(Event):
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset(Event):
+    """The peer reset the stream; StreamClosed follows at once."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUpdated(Event):
+    stream_id: int
+    window: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed(Event):
+    """Both directions are done (FINs or a reset) and the stream's state is freed."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingReceived(Event):
+    opaque: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingAcknowledged(Event):
+    opaque: int
+
+
+@dataclass(frozen=True, slots=True)
+class GoAwayReceived(Event):
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTerminated(Event):
+    code: int
+    reason: str
+
+
+@dataclass(slots=True)
+class _Stream:
+    recv_window: int  # credit we gave the peer, not yet used
+    state: StreamState = S.IDLE
+    awaiting_ack: bool = False  # we sent SYN and the peer has not ACKed yet
+    send_window: int = INITIAL_STREAM_WINDOW  # credit the peer gave us
+    unconsumed: int = 0  # delivered to the application, not yet consumed
+    pending_credit: int = 0  # consumed, not yet returned to the peer
+
+
+class Session:
+    """One side of a yamux session; ``is_client`` is the dialer (odd stream ids).
+
+    Events come only from ``receive_data``; local calls just queue bytes, so a stream
+    freed by our own ``close_stream`` (it returns True) or ``reset_stream`` gets no event.
+    """
+
+    def __init__(
+        self,
+        is_client: bool,
+        *,
+        initial_window: int = INITIAL_STREAM_WINDOW,
+        max_streams: int = MAX_STREAMS,
+    ) -> None:
+        if not INITIAL_STREAM_WINDOW <= initial_window <= MAX_WINDOW:
+            # The spec fixes the starting window; we can only advertise more, never less.
+            raise ValueError(f"initial_window must be in [{INITIAL_STREAM_WINDOW}, {MAX_WINDOW}]")
+        if max_streams < 1:
+            raise ValueError("max_streams must be positive")
+        self.is_client = is_client
+        self._window = initial_window
+        self._max_streams = max_streams
+        self._next_id = 1 if is_client else 2
+        self._peer_parity = 0 if is_client else 1
+        self._max_peer_id = 0
+        self._streams: dict[int, _Stream] = {}
+        self._recent: OrderedDict[int, StreamState] = OrderedDict()
+        # No single frame may exceed the whole window we grant.
+        self._parser = FrameParser(max_payload=initial_window)
+        self._out = bytearray()
+        self._local_go_away = False
+        self._remote_go_away = False
+        self._terminated = False
+
+    @property
+    def open_stream_ids(self) -> frozenset[int]:
+        return frozenset(self._streams)
+
+    @property
+    def terminated(self) -> bool:
+        return self._terminated
+
+    def stream_state(self, stream_id: int) -> StreamState:
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            return stream.state
+        return self._recent.get(stream_id, S.IDLE)
+
+    def send_window(self, stream_id: int) -> int:
+        stream = self._streams.get(stream_id)
+        return stream.send_window if stream is not None else 0
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def open_stream(self) -> int:
+        if self._terminated or self._local_go_away or self._remote_go_away:
+            raise SessionClosedError("session is going away; no new streams")
+        if len(self._streams) >= self._max_streams:
+            raise TooManyStreamsError(f"{self._max_streams} streams already open")
+        stream_id = self._next_id
+        if stream_id > MAX_UINT32:
+            raise TooManyStreamsError("stream ids exhausted")
+        self._next_id += 2
+        stream = _Stream(self._window, awaiting_ack=True)
+        self._apply(stream, I.SEND_SYN, local=True)
+        self._streams[stream_id] = stream
+        # A window update (not data) so the peer learns of the stream before any payload.
+        self._queue(
+            FrameType.WINDOW_UPDATE, Flag.SYN, stream_id, self._window - INITIAL_STREAM_WINDOW
+        )
+        return stream_id
+
+    def send(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
+        stream = self._local_stream(stream_id)
+        self._apply(stream, I.SEND_DATA, local=True)
+        n = min(len(data), stream.send_window)
+        if n <= 0:
+            return 0
+        out, pack = self._out, HEADER.pack
+        with memoryview(data) as view:
+            for start in range(0, n, MAX_SEND_FRAME):
+                size = min(MAX_SEND_FRAME, n - start)
+                out += pack(VERSION, FrameType.DATA, 0, stream_id, size)
+                out += view[start : start + size]
+        stream.send_window -= n
+        return n
+
+    def consumed(self, stream_id: int, n: int) -> None:
+        if n < 0:
+            raise ValueError("consumed byte count must not be negative")
+        stream = self._streams.get(stream_id)
+        if stream is None or self._terminated:
+            return  # already freed: nothing left to credit
+        if n > stream.unconsumed:
+            raise ValueError(f"consumed {n} bytes but only {stream.unconsumed} are unconsumed")
+        stream.unconsumed -= n
+        stream.pending_credit += n
+        # Credit in batches of half a window so bulk transfer is not drowned in updates;
+        # after the peer's FIN no more data can come, so credit is pointless.
+        if (
+            stream.pending_credit < self._window // 2
+            or (stream.state, I.SEND_WINDOW) not in TRANSITIONS
+        ):
+            return
+        self._apply(stream, I.SEND_WINDOW, local=True)
+        delta, stream.pending_credit = stream.pending_credit, 0
+        stream.recv_window += delta
+        self._queue(FrameType.WINDOW_UPDATE, Flag.NONE, stream_id, delta)
+
+    def close_stream(self, stream_id: int) -> bool:
+        """Send FIN. True if the peer had already finished, so the stream is now freed."""
+        stream = self._local_stream(stream_id)
+        self._apply(stream, I.SEND_FIN, local=True)
+        self._queue(FrameType.WINDOW_UPDATE, Flag.FIN, stream_id, 0)
+        return self._free_if_done(stream_id, stream)
+
+    def reset_stream(self, stream_id: int) -> None:
+        """Abort both directions; a no-op for a stream that is already gone."""
+        stream = self._streams.get(stream_id)
+        if stream is None or self._terminated:
+            return
+        self._apply(stream, I.SEND_RST, local=True)
+        self._queue(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+        self._free_if_done(stream_id, stream)
+
+    def ping(self, opaque: int) -> None:
+        if not 0 <= opaque <= MAX_UINT32:
+            raise ValueError("ping opaque value must fit in 32 bits")
+        if self._terminated:
+            raise SessionClosedError("session terminated")
+        self._queue(FrameType.PING, Flag.SYN, 0, opaque)
+
+    def go_away(self, code: int = GoAwayCode.NORMAL) -> None:
+        """Refuse new streams from now on; existing ones may finish. Sent once."""
+        if not 0 <= code <= MAX_UINT32:
+            raise ValueError("go away code must fit in 32 bits")
+        if self._local_go_away or self._terminated:
+            return
+        self._local_go_away = True
+        self._queue(FrameType.GO_AWAY, Flag.NONE, 0, code)
+        if code != GoAwayCode.NORMAL:
+            self._terminated = True  # we declared an error: nothing more will be processed
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        events: list[Event] = []
+        if self._terminated:
+            return events
+        try:
+            for frame in self._parser.feed(data):
+                if frame.type <= FrameType.WINDOW_UPDATE:
+                    self._on_stream(frame, events)
+                else:
+                    self._on_session(frame, events)
+        except ProtocolError as exc:
+            # Sent even after a normal Go Away so the peer learns why we are leaving.
+            self._terminated = self._local_go_away = True
+            self._queue(FrameType.GO_AWAY, Flag.NONE, 0, exc.code)
+            events.append(ConnectionTerminated(exc.code, exc.reason))
+        return events
+
+    def _on_session(self, frame: Frame, events: list[Event]) -> None:
+        if frame.stream_id != 0:
+            raise ProtocolError(f"{frame.type.name} frame on stream {frame.stream_id}, not 0")
+        if frame.type == FrameType.PING:
+            if frame.flags == Flag.SYN:
+                self._queue(FrameType.PING, Flag.ACK, 0, frame.length)
+                events.append(PingReceived(frame.length))
+            elif frame.flags == Flag.ACK:
+                events.append(PingAcknowledged(frame.length))
+            else:
+                raise ProtocolError(f"ping with flags {int(frame.flags):#x}")
+        else:
+            if frame.flags:
+                raise ProtocolError(f"go away with flags {int(frame.flags):#x}")
+            self._remote_go_away = True
+            events.append(GoAwayReceived(frame.length))
+
+    def _on_stream(self, frame: Frame, events: list[Event]) -> None:
+        # Plain ints: IntFlag's "&" builds a new enum member each time, on every frame.
+        stream_id, flags = frame.stream_id, int(frame.flags)
+        if stream_id == 0:
+            raise ProtocolError(f"{frame.type.name} frame on session stream 0")
+        stream = self._streams.get(stream_id)
+        if flags & _SYN:
+            if flags & _ACK:
+                raise ProtocolError(f"SYN and ACK together on stream {stream_id}")
+            stream = self._accept(stream_id, events)
+            if stream is None:
+                return
+        elif stream is None:
+            self._check_forgotten(stream_id)
+            return
+        if flags & _ACK:
+            if not stream.awaiting_ack:
+                raise ProtocolError(f"unexpected ACK on stream {stream_id}")
+            self._apply(stream, I.RECV_ACK)
+            stream.awaiting_ack = False
+            events.append(StreamAccepted(stream_id))
+        elif stream.awaiting_ack and not flags & _RST:
+            raise ProtocolError(f"frame on stream {stream_id} before its ACK")
+
+        if frame.length:
+            if frame.type == FrameType.DATA:
+                self._apply(stream, I.RECV_DATA)
+                if frame.length > stream.recv_window:
+                    window = stream.recv_window
+                    raise ProtocolError(f"stream {stream_id}: data exceeds window {window}")
+                stream.recv_window -= frame.length
+                stream.unconsumed += frame.length
+                events.append(DataReceived(stream_id, frame.payload))
+            else:
+                self._apply(stream, I.RECV_WINDOW)
+                stream.send_window += frame.length
+                if stream.send_window > MAX_UINT32:
+                    raise ProtocolError(f"stream {stream_id}: send window overflow")
+                if stream.state in _SENDABLE:
+                    events.append(WindowUpdated(stream_id, stream.send_window))
+
+        if flags & _FIN:
+            self._apply(stream, I.RECV_FIN)
+            events.append(StreamEnded(stream_id))
+            if self._free_if_done(stream_id, stream):
+                events.append(StreamClosed(stream_id))
+                return
+        if flags & _RST:
+            self._apply(stream, I.RECV_RST)
+            self._free_if_done(stream_id, stream)
+            events += (StreamReset(stream_id), StreamClosed(stream_id))
+
+    def _accept(self, stream_id: int, events: list[Event]) -> _Stream | None:
+        """Handle a peer SYN: a new stream, or None if refused with RST."""
+        if stream_id % 2 != self._peer_parity:
+            raise ProtocolError(f"peer opened stream {stream_id} with our id parity")
+        if stream_id in self._streams or stream_id in self._recent:
+            raise ProtocolError(f"peer reused stream id {stream_id}")
+        self._max_peer_id = max(self._max_peer_id, stream_id)
+        if self._local_go_away or len(self._streams) >= self._max_streams:
+            # Refusal is per stream (like yamux's backlog): the session stays usable.
+            self._queue(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+            self._remember(stream_id, S.RESET)
+            return None
+        stream = _Stream(self._window)
+        self._apply(stream, I.RECV_SYN)
+        self._streams[stream_id] = stream
+        events.append(StreamOpened(stream_id))
+        self._apply(stream, I.SEND_ACK)
+        self._queue(
+            FrameType.WINDOW_UPDATE, Flag.ACK, stream_id, self._window - INITIAL_STREAM_WINDOW
+        )
+        return stream
+
+    def _check_forgotten(self, stream_id: int) -> None:
+        """Ignore frames for streams we freed; reject those for streams never opened."""
+        if stream_id in self._recent:
+            return
+        if stream_id % 2 == self._peer_parity:
+            opened = stream_id <= self._max_peer_id
+        else:
+            opened = stream_id < self._next_id
+        if not opened:
+            raise ProtocolError(f"frame for stream {stream_id}, which was never opened")
+
+    def _local_stream(self, stream_id: int) -> _Stream:
+        if self._terminated:
+            raise SessionClosedError("session terminated")
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise StreamClosedError(f"stream {stream_id} is {self.stream_state(stream_id)}")
+        return stream
+
+    @staticmethod
+    def _apply(stream: _Stream, event: Input, *, local: bool = False) -> None:
+        new = TRANSITIONS.get((stream.state, event))
+        if new is None:
+            if local:
+                raise StreamClosedError(f"cannot {event.name} in state {stream.state}")
+            raise ProtocolError(f"{event.name} not allowed in state {stream.state}")
+        stream.state = new
+
+    def _free_if_done(self, stream_id: int, stream: _Stream) -> bool:
+        if stream.state not in _FREED:
+            return False
+        del self._streams[stream_id]
+        self._remember(stream_id, stream.state)
+        return True
+
+    def _remember(self, stream_id: int, state: StreamState) -> None:
+        self._recent[stream_id] = state
+        if len(self._recent) > RECENTLY_CLOSED_LIMIT:
+            self._recent.popitem(last=False)
+
+    def _queue(self, frame_type: FrameType, flags: Flag, stream_id: int, length: int) -> None:
+        self._out += HEADER.pack(VERSION, frame_type, flags, stream_id, length)
