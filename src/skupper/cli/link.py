@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from skupper.base.errors import SkupperError
@@ -24,29 +26,47 @@ def status(name: str | None, output: str | None, target: Target) -> None:
 async def _status(target: Target, name: str | None, output: str | None) -> None:
     from skupper.cli.output import resources, table
     from skupper.cli.session import open_session
-    from skupper.store.interface import NotFound
 
     async with open_session(target) as session:
-        if name:
-            try:
-                links = [await session.store.get("Link", name)]
-            except NotFound:
-                raise SkupperError(f'No link "{name}"', f'not in namespace "{target.namespace}"',
-                                   'List links with "skupper link status".') from None
-        else:
-            links = await session.store.list("Link")
+        links = await session.store.list("Link")
+        incoming = _incoming_links(session.site, {lk["metadata"]["name"] for lk in links})
+        running = session.platform.running()
+    if name:
+        links = [lk for lk in links if lk["metadata"]["name"] == name]
+        incoming = [lk for lk in incoming if lk["name"] == name]
+        if not links and not incoming:
+            raise SkupperError(f'No link "{name}"', f'not in namespace "{target.namespace}"',
+                               'List links with "skupper link status".')
     if output:
-        resources(links, output, single=bool(name))
+        resources(links, output, single=bool(name) and len(links) == 1)
         return
-    if not links:
+    if not links and not incoming:
         click.echo(f'There are no links in namespace "{target.namespace}".')
         return
-    table(
-        ["NAME", "STATUS", "REMOTE SITE", "COST", "MESSAGE"],
-        [[lk["metadata"]["name"], (lk.get("status") or {}).get("status", "Pending"),
-          (lk.get("status") or {}).get("remoteSiteName", "-"), lk["spec"].get("cost", 1),
-          (lk.get("status") or {}).get("message", "")] for lk in links],
-    )
+    rows = []
+    for lk in links:
+        st = lk.get("status") or {}
+        rows.append([lk["metadata"]["name"], "outgoing",
+                     st.get("status", "Pending") if running else "Stopped",
+                     st.get("remoteSiteName") or "-", lk["spec"].get("cost", 1),
+                     st.get("message", "") if running else "the site daemon is not running"])
+    for lk in incoming:
+        rows.append([lk["name"], "incoming", "Ready" if lk.get("operational") else "Error",
+                     lk.get("remoteSiteName") or "-", "-",
+                     f"incoming link from site {lk.get('remoteSiteName')}"])
+    table(["NAME", "DIRECTION", "STATUS", "REMOTE SITE", "COST", "MESSAGE"], rows)
+
+
+def _incoming_links(site: dict[str, Any] | None, outgoing: set[str]) -> list[dict[str, Any]]:
+    """Links other sites made to this one, as the daemon reports them in the site status."""
+    if site is None:
+        return []
+    network = (site.get("status") or {}).get("network") or []
+    own_id = site["metadata"].get("uid")
+    for entry in network:
+        if entry.get("id") == own_id:
+            return [lk for lk in entry.get("links") or [] if lk.get("name") not in outgoing]
+    return []
 
 
 @link.command("delete", help="Delete a link and its credentials.")

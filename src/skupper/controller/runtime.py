@@ -34,3 +34,11 @@ class LinkAccessRuntime(Protocol):
 
     @property
     def state(self) -> LinkAccessState | None: ...
+
+
+class LinkRuntime(Protocol):
+    async def ensure_link(self, link: Any, credentials: dict[str, bytes]) -> None:
+        """Dial this Link (idempotent; redials when its endpoint or credentials change)."""
+        ...
+
+    async def remove_link(self, name: str) -> None: ...

@@ -21,6 +21,7 @@ from skupper.base.net import bind_address_for, bind_first_free
 from skupper.certs.issue import KeyPair, issue_certificate
 from skupper.certs.tls import server_context
 from skupper.controller.runtime import LinkAccessConfig, LinkAccessState
+from skupper.daemon.links import LinkManager
 from skupper.grants.redemption import Credential
 from skupper.grants.server import GrantServer, GrantServerContext
 from skupper.router.listener import LinkListener
@@ -36,8 +37,9 @@ LINK_CERTIFICATE_VALIDITY = timedelta(days=5 * 365)
 
 
 class DaemonLinkAccess:
-    def __init__(self, store: Store, ports_file: Path) -> None:
+    def __init__(self, store: Store, ports_file: Path, links: LinkManager) -> None:
         self._store = store
+        self._links = links
         self._ports_file = ports_file
         self._config: LinkAccessConfig | None = None
         self._state: LinkAccessState | None = None
@@ -88,7 +90,7 @@ class DaemonLinkAccess:
             client_ca_pem=config.site_ca.cert_pem,
         )
         for role in ROUTER_ROLES:
-            listener = LinkListener(role)
+            listener = LinkListener(role, self._links.local_hello, self._links.on_incoming)
             await listener.start(sockets[role], link_tls)
             self._listeners.append(listener)
 

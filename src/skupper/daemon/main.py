@@ -13,9 +13,12 @@ from datetime import UTC, datetime
 
 from skupper.base.files import ensure_private_dir, write_private
 from skupper.controller.grant import GrantReconciler
+from skupper.controller.link import LinkReconciler
 from skupper.controller.loop import Controller
 from skupper.controller.site import SiteReconciler
 from skupper.daemon.link_access import DaemonLinkAccess
+from skupper.daemon.links import LinkManager
+from skupper.daemon.status_writer import StatusWriter
 from skupper.platforms.local import NamespacePaths
 from skupper.store.secrets import FileSecretStore
 from skupper.store.sqlite import SqliteStore
@@ -37,7 +40,9 @@ def _hold_lock(paths: NamespacePaths) -> int | None:
 async def serve(paths: NamespacePaths) -> None:
     store = SqliteStore(paths.store)
     secrets = FileSecretStore(paths.secrets)
-    link_access = DaemonLinkAccess(store, paths.ports_file)
+    writer = StatusWriter(store)
+    links = LinkManager(writer, paths.namespace)
+    link_access = DaemonLinkAccess(store, paths.ports_file, links)
     controller: Controller
 
     def schedule_grant(delay: float, name: str) -> None:
@@ -45,16 +50,26 @@ async def serve(paths: NamespacePaths) -> None:
 
     sites = SiteReconciler(store, secrets, link_access, paths.namespace)
     grants = GrantReconciler(store, link_access, schedule_grant)
-    controller = Controller(store, {"Site": sites.reconcile, "AccessGrant": grants.reconcile})
+    link_reconciler = LinkReconciler(store, secrets, links)
+    controller = Controller(
+        store,
+        {"Site": sites.reconcile, "AccessGrant": grants.reconcile,
+         "Link": link_reconciler.reconcile},
+    )
 
     async def after_site() -> None:
+        site = await sites.current_site()
+        if site is not None:
+            links.set_site(site)
         await controller.enqueue_all("AccessGrant")
+        await controller.enqueue_all("Link")
 
     controller.after_site = after_site
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    writer.start()
     runner = asyncio.create_task(controller.run(), name="controller")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
@@ -65,7 +80,9 @@ async def serve(paths: NamespacePaths) -> None:
         for task in (runner, stopper):
             task.cancel()
         await asyncio.gather(runner, stopper, return_exceptions=True)
+        await links.stop()
         await link_access.disable()
+        await writer.flush_and_stop()
         store.close()
         log.info("site daemon stopped")
 

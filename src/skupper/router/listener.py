@@ -1,8 +1,8 @@
 """The link listener: mutual TLS 1.3, accepting only certificates from the site's CA.
 
 The TLS context (built by the daemon) requires a client certificate signed by the
-site CA, so a peer with any other certificate, or none, never completes the handshake.
-Until the link protocol lands, an accepted connection is held open and idle.
+site CA, so a peer with any other certificate, or none, never completes the
+handshake. An accepted connection runs the link hello, then carries streams.
 """
 
 from __future__ import annotations
@@ -11,50 +11,82 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
+from typing import Any
 
 from skupper.certs.tls import peer_certificate_serial
+from skupper.router.link import LinkClosed, LinkConnection, StreamHandler
 
 log = logging.getLogger(__name__)
 
 # A peer that has not finished its TLS handshake by then is dropped.
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
+# Called with the connection and its peer's certificate serial once the hello is done,
+# and with the same connection and None once it has closed.
+IncomingHandler = Callable[[LinkConnection, int | None], None]
+
 
 class LinkListener:
-    def __init__(self, role: str) -> None:
+    def __init__(
+        self,
+        role: str,
+        local_hello: Callable[[], dict[str, Any]],
+        on_incoming: IncomingHandler | None = None,
+        on_stream: StreamHandler | None = None,
+    ) -> None:
         self.role = role
+        self._local_hello = local_hello
+        self._on_incoming = on_incoming
+        self._on_stream = on_stream
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: set[LinkConnection] = set()
         self.port = 0
+
+    @property
+    def connections(self) -> set[LinkConnection]:
+        return set(self._connections)
 
     async def start(self, sock: socket.socket, tls: ssl.SSLContext) -> None:
         self._server = await asyncio.start_server(
-            self._accept,
-            sock=sock,
-            ssl=tls,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+            self._accept, sock=sock, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
         )
         self.port = int(sock.getsockname()[1])
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         serial = peer_certificate_serial(ssl_object) if ssl_object else None
-        peer = writer.get_extra_info("peername")
-        log.info("%s link accepted from %s (certificate serial %x)", self.role, peer, serial or 0)
-        self._connections.add(writer)
+        connection = LinkConnection(
+            reader, writer, is_client=False,
+            local_hello={**self._local_hello(), "role": self.role},
+            on_stream=self._on_stream,
+        )
         try:
-            while await reader.read(65536):
-                pass
-        except (ConnectionError, ssl.SSLError):
-            pass
+            remote = await connection.start()
+        except LinkClosed as exc:
+            log.info("%s link from %s failed: %s", self.role,
+                     writer.get_extra_info("peername"), exc.reason)
+            await connection.aclose(exc.reason)
+            return
+        log.info("%s link %s from site %s accepted (certificate serial %x)", self.role,
+                 remote.get("link"), remote.get("siteName"), serial or 0)
+        self._connections.add(connection)
+        if self._on_incoming:
+            self._on_incoming(connection, serial)
+        try:
+            reason = await connection.wait_closed()
+            log.info("%s link %s from site %s closed: %s", self.role, remote.get("link"),
+                     remote.get("siteName"), reason)
         finally:
-            self._connections.discard(writer)
-            writer.close()
+            self._connections.discard(connection)
+            await connection.aclose("the link listener closed")
+            if self._on_incoming:
+                self._on_incoming(connection, None)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for writer in list(self._connections):
-                writer.close()
+            for connection in list(self._connections):
+                connection.close("this site stopped accepting links")
             await self._server.wait_closed()
             self._server = None

@@ -1,0 +1,149 @@
+"""The daemon's link manager: one dialer per Link, incoming links, and their status.
+
+It owns the Operational condition of Links and the ``network`` part of the Site's
+status (which sites this one is linked with, and how).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from skupper import __version__
+from skupper.certs.tls import client_context
+from skupper.controller.link import LINK_REQUIRED, dial_endpoint
+from skupper.daemon.status_writer import StatusWriter
+from skupper.resources import Resource
+from skupper.resources.status import derive_ready, set_condition
+from skupper.router.dialer import Dialer, DialTarget, LinkReport
+from skupper.router.link import LinkConnection
+
+log = logging.getLogger(__name__)
+
+
+class LinkManager:
+    def __init__(self, writer: StatusWriter, namespace: str) -> None:
+        self._writer = writer
+        self._namespace = namespace
+        self._site: dict[str, str] = {}
+        self._dialers: dict[str, tuple[Dialer, asyncio.Task[None], tuple[Any, ...]]] = {}
+        self._outgoing: dict[str, LinkReport] = {}
+        self._incoming: dict[LinkConnection, dict[str, Any]] = {}
+
+    # -- who we are ---------------------------------------------------------------------
+
+    def set_site(self, site: Resource) -> None:
+        first = not self._site
+        self._site = {"siteId": str(site["metadata"].get("uid", "")),
+                      "siteName": str(site["metadata"]["name"])}
+        if first:
+            # Replace whatever network an earlier run of the daemon left in the status.
+            self._update_network()
+
+    def local_hello(self) -> dict[str, Any]:
+        return dict(self._site)
+
+    # -- outgoing links (LinkRuntime) ----------------------------------------------
+
+    async def ensure_link(self, link: Resource, credentials: dict[str, bytes]) -> None:
+        name = str(link["metadata"]["name"])
+        endpoint = dial_endpoint(link)
+        assert endpoint is not None  # checked by the reconciler
+        config = (endpoint["host"], int(endpoint["port"]), credentials["tls.crt"],
+                  credentials["tls.key"], credentials["ca.crt"], self._site.get("siteId"))
+        current = self._dialers.get(name)
+        if current is not None and current[2] == config:
+            return
+        await self.remove_link(name)
+        tls = client_context(credentials["ca.crt"], cert_pem=credentials["tls.crt"],
+                             key_pem=credentials["tls.key"])
+        dialer = Dialer(name, DialTarget(endpoint["host"], int(endpoint["port"]), tls),
+                        self.local_hello(), self._report)
+        task = asyncio.create_task(dialer.run(), name=f"dial-{name}")
+        self._dialers[name] = (dialer, task, config)
+        self._report(name, LinkReport(False, "Connecting"))
+
+    async def remove_link(self, name: str) -> None:
+        entry = self._dialers.pop(name, None)
+        if entry is None:
+            return
+        entry[1].cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await entry[1]
+        self._outgoing.pop(name, None)
+        self._update_network()
+
+    async def stop(self) -> None:
+        for name in list(self._dialers):
+            await self.remove_link(name)
+
+    def _report(self, name: str, report: LinkReport) -> None:
+        if name not in self._dialers and report.operational:
+            return
+        self._outgoing[name] = report
+
+        def change(link: Resource) -> None:
+            status = link.setdefault("status", {})
+            set_condition(link, "Configured", True, "Configured", "OK")
+            if report.operational:
+                set_condition(link, "Operational", True, "Operational", "OK")
+                status["remoteSiteId"] = report.remote.get("siteId", "")
+                status["remoteSiteName"] = report.remote.get("siteName", "")
+            else:
+                pending = report.message == "Connecting"
+                set_condition(link, "Operational", False, "Error", report.message,
+                              pending=pending)
+            derive_ready(link, LINK_REQUIRED)
+
+        self._writer.submit("Link", name, change)
+        self._update_network()
+
+    # -- incoming links -------------------------------------------------------------
+
+    def on_incoming(self, connection: LinkConnection, serial: int | None) -> None:
+        if serial is None:
+            self._incoming.pop(connection, None)
+        else:
+            self._incoming[connection] = dict(connection.remote_hello)
+        self._update_network()
+
+    @property
+    def incoming(self) -> list[dict[str, Any]]:
+        return list(self._incoming.values())
+
+    # -- the site's view of the network ---------------------------------------------
+
+    def _update_network(self) -> None:
+        site_name = self._site.get("siteName")
+        if not site_name:
+            return
+        links: list[dict[str, Any]] = []
+        remotes: dict[str, str] = {}
+        for name, report in sorted(self._outgoing.items()):
+            remote_id = str(report.remote.get("siteId", ""))
+            links.append({"name": name, "remoteSiteId": remote_id,
+                          "remoteSiteName": str(report.remote.get("siteName", "")),
+                          "operational": report.operational})
+            if report.operational and remote_id:
+                remotes[remote_id] = str(report.remote.get("siteName", ""))
+        for hello in self._incoming.values():
+            remote_id = str(hello.get("siteId", ""))
+            links.append({"name": str(hello.get("link", "")), "remoteSiteId": remote_id,
+                          "remoteSiteName": str(hello.get("siteName", "")),
+                          "operational": True})
+            if remote_id:
+                remotes[remote_id] = str(hello.get("siteName", ""))
+        network = [{
+            "id": self._site.get("siteId", ""), "name": site_name,
+            "namespace": self._namespace, "platform": "systemd", "version": __version__,
+            "links": links,
+        }] + [{"id": rid, "name": rname} for rid, rname in sorted(remotes.items())]
+
+        def change(site: Resource) -> None:
+            status = site.setdefault("status", {})
+            status["network"] = network
+            status["sitesInNetwork"] = len(network)
+
+        self._writer.submit("Site", site_name, change)

@@ -1,0 +1,252 @@
+"""The asyncio driver of one link: a TLS connection carrying a yamux session.
+
+All protocol decisions live in ``router.protocol`` (sans-IO); this module moves bytes
+between the socket and the session, turns events into stream wake-ups, runs the hello
+exchange and the heartbeat, and reports why a link closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from skupper.router.protocol import session as yamux
+from skupper.router.stream import LinkStream
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_NAME = "skupper-py-link"
+PROTOCOL_VERSION = 1
+READ_SIZE = 256 * 1024
+# A hello is a few hundred bytes; the limit keeps a hostile peer from feeding us more.
+MAX_HELLO_BYTES = 4096
+HELLO_TIMEOUT_SECONDS = 10.0
+# Heartbeats: a ping every 2 s; a link silent for 8 s is dead (reported well within 10 s).
+HEARTBEAT_INTERVAL_SECONDS = 2.0
+DEAD_AFTER_SECONDS = 8.0
+
+StreamHandler = Callable[[LinkStream], Awaitable[None]]
+
+
+class LinkClosed(Exception):
+    """The link ended; ``reason`` says why in words for a user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LinkConnection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        is_client: bool,
+        local_hello: dict[str, Any],
+        on_stream: StreamHandler | None = None,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._is_client = is_client
+        self._local_hello = {"protocol": PROTOCOL_NAME, "version": PROTOCOL_VERSION,
+                             **local_hello}
+        self._on_stream = on_stream
+        self.session = yamux.Session(is_client)
+        self.streams: dict[int, LinkStream] = {}
+        self.remote_hello: dict[str, Any] = {}
+        self._hello_stream: asyncio.Future[LinkStream] = asyncio.get_running_loop().create_future()
+        self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_heard = asyncio.get_running_loop().time()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> dict[str, Any]:
+        """Run the hello exchange; return the remote's hello. Raises LinkClosed."""
+        self._spawn(self._read_loop(), "link-read")
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_SECONDS):
+                self.remote_hello = await self._exchange_hello()
+        except TimeoutError:
+            self.close("the remote site did not complete the link hello in time")
+        except LinkClosed as exc:
+            self.close(exc.reason)
+        if self._closed.done():
+            raise LinkClosed(self._closed.result())
+        self._spawn(self._heartbeat(), "link-heartbeat")
+        return self.remote_hello
+
+    async def wait_closed(self) -> str:
+        return await asyncio.shield(self._closed)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.done()
+
+    def close(self, reason: str, *, go_away: bool = True) -> None:
+        if self._closed.done():
+            return
+        self._closed.set_result(reason)
+        if go_away:
+            with contextlib.suppress(Exception):
+                self.session.go_away(0)
+                self.flush()
+        for stream in list(self.streams.values()):
+            stream.abort(reason)
+        if not self._hello_stream.done():
+            self._hello_stream.set_exception(LinkClosed(reason))
+            self._hello_stream.exception()  # retrieved here: nobody may be waiting
+        self._writer.close()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def aclose(self, reason: str) -> None:
+        self.close(reason)
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- streams -----------------------------------------------------------------------
+
+    def open_stream(self) -> LinkStream:
+        if self._closed.done():
+            raise LinkClosed(self._closed.result())
+        stream_id = self.session.open_stream()
+        stream = LinkStream(self, stream_id)
+        self.streams[stream_id] = stream
+        self.flush()
+        return stream
+
+    def flush(self) -> None:
+        data = self.session.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def drain(self) -> None:
+        if self._closed.done():
+            raise LinkClosed(self._closed.result())
+        try:
+            await self._writer.drain()
+        except (ConnectionError, ssl.SSLError) as exc:
+            self.close(f"the connection broke: {exc}", go_away=False)
+            raise LinkClosed(self._closed.result()) from None
+
+    # -- the hello ---------------------------------------------------------------------
+
+    async def _exchange_hello(self) -> dict[str, Any]:
+        if self._is_client:
+            stream = self.open_stream()
+            await stream.write(self._encode_hello())
+            remote = await self._read_hello(stream)
+        else:
+            stream = await self._hello_stream
+            remote = await self._read_hello(stream)
+            await stream.write(self._encode_hello())
+        await stream.close()
+        return remote
+
+    def _encode_hello(self) -> bytes:
+        return json.dumps(self._local_hello).encode() + b"\n"
+
+    async def _read_hello(self, stream: LinkStream) -> dict[str, Any]:
+        line = await stream.readline(MAX_HELLO_BYTES)
+        try:
+            hello = json.loads(line)
+        except ValueError:
+            raise LinkClosed("the remote site sent a malformed hello") from None
+        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL_NAME:
+            raise LinkClosed("the remote site does not speak this link protocol")
+        if hello.get("version") != PROTOCOL_VERSION:
+            raise LinkClosed(f"the remote site speaks link protocol version "
+                             f"{hello.get('version')}, this site {PROTOCOL_VERSION}")
+        if hello.get("error"):
+            raise LinkClosed(str(hello["error"]))
+        return hello
+
+    # -- reading and events ------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        reason = "the remote site closed the link"
+        try:
+            while True:
+                data = await self._reader.read(READ_SIZE)
+                if not data:
+                    break
+                self._last_heard = asyncio.get_running_loop().time()
+                for event in self.session.receive_data(data):
+                    self._dispatch(event)
+                self.flush()
+                if self._closed.done():
+                    return
+        except ssl.SSLError as exc:
+            reason = _tls_reason(exc)
+        except ConnectionError as exc:
+            reason = f"the connection broke: {exc.strerror or exc}"
+        self.close(reason, go_away=False)
+
+    def _dispatch(self, event: object) -> None:
+        match event:
+            case yamux.StreamOpened(stream_id=sid):
+                stream = LinkStream(self, sid)
+                self.streams[sid] = stream
+                if not self._hello_stream.done():
+                    self._hello_stream.set_result(stream)
+                elif self._on_stream is not None:
+                    self._spawn(self._on_stream(stream), f"link-stream-{sid}")
+                else:
+                    stream.reset()
+            case yamux.DataReceived(stream_id=sid, data=data):
+                if (stream := self.streams.get(sid)) is not None:
+                    stream.feed(data)
+            case yamux.StreamEnded(stream_id=sid):
+                if (stream := self.streams.get(sid)) is not None:
+                    stream.feed_eof()
+            case yamux.StreamReset(stream_id=sid):
+                if (stream := self.streams.get(sid)) is not None:
+                    stream.abort("reset by the remote end")
+            case yamux.WindowUpdated(stream_id=sid):
+                if (stream := self.streams.get(sid)) is not None:
+                    stream.window_opened()
+            case yamux.StreamClosed(stream_id=sid):
+                self.streams.pop(sid, None)
+            case yamux.GoAwayReceived():
+                self.close("the remote site closed the link", go_away=False)
+            case yamux.ConnectionTerminated(reason=why):
+                self.flush()
+                self.close(f"link protocol error: {why}", go_away=False)
+            case _:
+                pass  # pings are answered by the session; any frame counts as heard
+
+    async def _heartbeat(self) -> None:
+        loop = asyncio.get_running_loop()
+        counter = 0
+        while not self._closed.done():
+            await asyncio.sleep(HEARTBEAT_INTERVAL_SECONDS)
+            silent = loop.time() - self._last_heard
+            if silent > DEAD_AFTER_SECONDS:
+                self.close(f"no heartbeat from the remote site for {silent:.0f} s")
+                return
+            counter = (counter + 1) & 0xFFFFFFFF
+            self.session.ping(counter)
+            self.flush()
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    text = str(exc.reason or exc)
+    if "CERTIFICATE" in text.upper() or "UNKNOWN_CA" in text.upper():
+        return "the remote site refused this site's link certificate"
+    return f"TLS failed: {text}"
