@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -98,4 +97,6 @@ def duration_value(text: str, option: str, *, minimum: float = 0.0) -> float:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # not at module level: --help must not pay for it
+
     return asyncio.run(coro)

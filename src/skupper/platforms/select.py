@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 PLATFORMS = ("kubernetes", "docker", "systemd")
 # The platforms this project has built so far; the rest say so and exit non-zero.
@@ -13,14 +12,14 @@ BUILT = ("systemd",)
 def kubeconfig_present() -> bool:
     env = os.environ.get("KUBECONFIG")
     if env:
-        return any(Path(p).is_file() for p in env.split(os.pathsep) if p)
-    return (Path.home() / ".kube" / "config").is_file()
+        return any(os.path.isfile(p) for p in env.split(os.pathsep) if p)
+    return os.path.isfile(os.path.join(os.path.expanduser("~"), ".kube", "config"))
 
 
 def in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and Path(
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(
         "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    ).is_file()
+    )
 
 
 def choose_platform(flag: str | None) -> str:

@@ -40,6 +40,7 @@ from skupper.store.interface import (
     StoreError,
     WatchEvent,
 )
+from skupper.store.notify import Notifier, Subscription, registry_for
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,9 +71,14 @@ class _Closed(StoreError):
 class SqliteStore:
     """The ``Store`` of one namespace, kept in the SQLite file ``path``."""
 
-    def __init__(self, path: Path, *, poll_interval: float = 0.01) -> None:
+    def __init__(self, path: Path, *, poll_interval: float = 0.5) -> None:
         self._path = Path(path)
+        # Another process's commit wakes watchers through a ping (store.notify); the poll
+        # is only the safety net for a lost ping, so it can be slow and cost nothing.
         self._poll_interval = poll_interval
+        self._notifier = Notifier(registry_for(self._path))
+        self._subscription: Subscription | None = None
+        self._subscription_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._waiters: set[_Waiter] = set()
         self._closed = False
@@ -128,6 +134,7 @@ class SqliteStore:
         """
         wake = asyncio.Event()
         waiter: _Waiter = (asyncio.get_running_loop(), wake)
+        self._subscribe(waiter[0])
         with self._lock:
             self._waiters.add(waiter)
         try:
@@ -165,6 +172,12 @@ class SqliteStore:
         self._executor.submit(self._close_conn)
         self._executor.shutdown(wait=True)
         self._notify()  # let watches notice and end
+        self._notifier.close()
+        if self._subscription is not None:
+            if self._subscription_loop is not None:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    self._subscription_loop.remove_reader(self._subscription.sock.fileno())
+            self._subscription.close()
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -192,6 +205,19 @@ class SqliteStore:
         except TimeoutError:
             return False
         return True
+
+    def _subscribe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Listen for other processes' commits (once per store, on the first loop)."""
+        if self._subscription is not None:
+            return
+        self._subscription = Subscription(registry_for(self._path))
+        self._subscription_loop = loop
+        loop.add_reader(self._subscription.sock.fileno(), self._on_ping)
+
+    def _on_ping(self) -> None:
+        if self._subscription is not None:
+            self._subscription.drain()
+        self._notify()
 
     def _notify(self) -> None:
         with self._lock:
@@ -237,6 +263,7 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
         self._notify()
+        self._notifier.notify()
         return result
 
     def _load(self, conn: sqlite3.Connection, kind: str, name: str) -> Resource:
