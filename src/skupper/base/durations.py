@@ -17,6 +17,8 @@ _UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
+# Go durations are int64 nanoseconds: about 2,562,047 hours.
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
@@ -43,6 +45,8 @@ def parse_duration(text: str) -> float:
         pos = match.end()
     if pos == 0:
         raise ValueError(f"{text!r} is not a duration")
+    if total > MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} is longer than the longest duration (about 292 years)")
     return sign * total
 
 
@@ -53,8 +57,11 @@ def format_duration(seconds: float) -> str:
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)
     if seconds < 1:
-        ms = seconds * 1000
-        return f"{sign}{ms:g}ms"
+        # Go's canonical form switches unit below a millisecond and a microsecond.
+        for scale, unit in ((1e3, "ms"), (1e6, "µs"), (1e9, "ns")):
+            value = seconds * scale
+            if value >= 1 or unit == "ns":
+                return f"{sign}{round(value, 6):g}{unit}"
     whole_hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     secs_text = f"{secs:.9f}".rstrip("0").rstrip(".")

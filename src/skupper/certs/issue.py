@@ -9,6 +9,7 @@ to tolerate clock skew between sites, and a leaf never outlives its CA.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,12 +108,7 @@ def issue_certificate(
         # A bare string is a Sequence[str] of characters: almost certainly a bug.
         raise TypeError("hosts must be a sequence of host names, not a string")
     _check_validity(validity)
-    ca_cert = _load_cert(ca.cert_pem)
-    ca_key = _load_ec_key(ca.key_pem)
-    if not _is_ca(ca_cert):
-        raise ValueError("the issuing certificate is not a CA")
-    if _public_der(ca_key.public_key()) != _public_der(_ec_public_key(ca_cert.public_key())):
-        raise ValueError("the CA key does not match the CA certificate")
+    ca_cert, ca_key = _load_issuer(ca)
 
     now = datetime.now(UTC)
     not_before = max(now - CLOCK_SKEW, ca_cert.not_valid_before_utc)
@@ -154,6 +150,18 @@ def issue_certificate(
         builder = builder.add_extension(x509.SubjectAlternativeName(_sans(names)), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     return KeyPair(cert_pem=cert.public_bytes(serialization.Encoding.PEM), key_pem=_key_pem(key))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_issuer(ca: KeyPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """Parse and check a CA once: a grant server signs with the same CA many times."""
+    ca_cert = _load_cert(ca.cert_pem)
+    ca_key = _load_ec_key(ca.key_pem)
+    if not _is_ca(ca_cert):
+        raise ValueError("the issuing certificate is not a CA")
+    if _public_der(ca_key.public_key()) != _public_der(_ec_public_key(ca_cert.public_key())):
+        raise ValueError("the CA key does not match the CA certificate")
+    return ca_cert, ca_key
 
 
 def certificate_serial(cert_pem: bytes) -> int:

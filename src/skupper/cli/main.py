@@ -8,6 +8,7 @@ import sys
 import click
 
 from skupper.base.errors import SkupperError
+from skupper.cli.entry import SHORT_HELP
 
 # name -> (module, attribute); aliases point at the same group.
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +27,10 @@ _ALIASES = {"token": "access-token", "grant": "access-grant"}
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in _COMMANDS if name not in _ALIASES]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SHORT_HELP[name]) for name in self.list_commands(ctx)])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _COMMANDS.get(cmd_name)

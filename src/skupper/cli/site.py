@@ -147,10 +147,13 @@ async def _update(
         if host:
             spec.setdefault("settings", {})["link-access-host"] = host
         since = await session.store.current_version()
+        before = current["metadata"].get("generation")
         updated = await session.store.update(current)
         site_name = str(updated["metadata"]["name"])
         generation = updated["metadata"]["generation"]
         click.echo("Waiting for update to complete...")
+        if generation == before and is_ready(updated):
+            return site_name  # nothing changed: there is nothing to wait for
 
         def applied(resource: dict[str, object]) -> bool:
             cond = get_condition(resource, "Resolved")

@@ -110,8 +110,8 @@ async def _issue(
     import uuid
 
     from skupper.cli.session import open_session, require_running, require_site
-    from skupper.controller.site import link_access_enabled
     from skupper.resources import new_resource
+    from skupper.resources.site import link_access_enabled
 
     async with open_session(target) as session:
         current = require_site(session)

@@ -9,6 +9,7 @@ certificate: a failure anywhere leaves the count unchanged (upstream weaknesses 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import uuid
@@ -66,20 +67,20 @@ class Credential:
 def check_request(request: RedemptionRequest) -> None:
     if not request.code:
         raise Refusal(400, "Request body not valid")
-    if not valid_name(request.name) or len(request.name) > 63:
+    if not valid_name(request.name):
         raise Refusal(400, "Header 'name' must be a valid resource name (DNS-1123)")
     if not _valid_subject(request.subject):
         raise Refusal(400, "Header 'subject' must be a DNS-1123 name or a UUID")
 
 
 def _valid_subject(subject: str) -> bool:
-    if len(subject) <= 63 and _SUBJECT.match(subject):
+    if len(subject) <= 63 and _SUBJECT.fullmatch(subject):
         return True
+    # Only the canonical 36-character form: uuid.UUID also takes braces and urn: prefixes.
     try:
-        uuid.UUID(subject)
+        return str(uuid.UUID(subject)) == subject.lower() and len(subject) == 36
     except ValueError:
         return False
-    return True
 
 
 def decide(
@@ -107,10 +108,10 @@ def decide(
     return credential
 
 
-async def find_grant_name(store: Store, grant_id: str) -> str:
+async def find_grant(store: Store, grant_id: str) -> Resource:
     for grant in await store.list("AccessGrant"):
         if grant["metadata"].get("uid") == grant_id:
-            return str(grant["metadata"]["name"])
+            return grant
     raise no_such_claim()
 
 
@@ -120,14 +121,23 @@ async def redeem(
     issue: Callable[[str], Credential],
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Credential:
-    """Run one redemption; raise Refusal for every refusal."""
+    """Run one redemption; raise Refusal for every refusal.
+
+    The credential is made before the write transaction, so the store's write lock is
+    held only for the checks and the count, and only for a caller who showed the right
+    code (a first check on a snapshot). The transaction checks everything again: a
+    credential whose redemption lost a race is thrown away, never handed out or counted.
+    """
     check_request(request)
-    name = await find_grant_name(store, request.grant_id)
+    snapshot = await find_grant(store, request.grant_id)
+    credential = await asyncio.to_thread(
+        decide, snapshot, request.code, now(), lambda: issue(request.subject)
+    )
     try:
         return await store.mutate_status(
             "AccessGrant",
-            name,
-            lambda grant: decide(grant, request.code, now(), lambda: issue(request.subject)),
+            snapshot["metadata"]["name"],
+            lambda grant: decide(grant, request.code, now(), lambda: credential),
         )
     except NotFound:
         raise no_such_claim() from None

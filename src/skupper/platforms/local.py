@@ -31,7 +31,7 @@ def data_home() -> Path:
 
 
 def check_namespace(namespace: str) -> str:
-    if len(namespace) > 63 or not _NAMESPACE.match(namespace):
+    if len(namespace) > 63 or not _NAMESPACE.fullmatch(namespace):
         raise SkupperError(
             f'Invalid namespace "{namespace}"',
             "a namespace is lower-case letters, digits and '-', at most 63 characters",

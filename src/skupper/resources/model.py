@@ -20,7 +20,7 @@ _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z
 
 
 def valid_name(name: str) -> bool:
-    return len(name) <= 253 and bool(_DNS1123.match(name))
+    return len(name) <= 253 and bool(_DNS1123.fullmatch(name))
 
 
 def now_rfc3339() -> str:
