@@ -514,10 +514,6 @@ def test_restarts_never_duplicate_the_link(linked: tuple[Skupper, str]) -> None:
         assert site(skupper, ns)["status"]["sitesInNetwork"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: cli/link.py _status lists the incoming links kept in the stored Site "
-    "status.network as Ready even when the site daemon is not running (its outgoing rows "
-    "say Stopped); after a stop or a crash that network is stale"))
 def test_a_stopped_site_does_not_claim_its_incoming_links_are_ready(
     linked: tuple[Skupper, str],
 ) -> None:

@@ -141,12 +141,6 @@ def test_create_refuses_a_name_with_a_trailing_newline(skupper: Any) -> None:
     assert not skupper.namespace_dir().exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: error messages embed user input verbatim (cli.main prints exc.line() as "
-    "is), so 'skupper site create $'west\\n'' prints its error over two lines; "
-    "errors are meant to be one line",
-)
 def test_error_stays_one_line_when_the_input_has_a_newline(skupper: Any) -> None:
     _one_error_line(skupper.fails("site", "create", "west\n"), "Invalid site name")
 
@@ -323,12 +317,6 @@ def test_stopped_site_refuses_updates_and_can_be_deleted(west: Any) -> None:
     assert not west.namespace_dir().exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after 'skupper system stop' (or kill -9) the stored Site status still says "
-    "status Ready with condition Running True 'site daemon running (pid N)'; only the "
-    "table checks the daemon, so 'site status -o json/yaml' reports a stopped site as Ready",
-)
 def test_json_status_of_a_stopped_site_is_not_ready(west: Any) -> None:
     west.run("system", "stop")
     status = _site(west)["status"]

@@ -243,11 +243,6 @@ def test_streams_opened_by_the_dialer_carry_data_both_ways(pki: Pki) -> None:
     _run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: router/link.py LinkConnection._dispatch hands the first stream the remote "
-    "opens to the hello future even on the dialer side (is_client=True), where the "
-    "hello stream is opened locally; the listener's first stream is swallowed and "
-    "never reaches on_stream"))
 def test_streams_opened_from_both_sides_carry_data_both_ways(pki: Pki) -> None:
     async def main() -> None:
         async with linked(pki, server_streams=_echo_with(b"west got: "),
@@ -572,11 +567,6 @@ def test_the_listener_refuses_a_client_without_a_certificate_from_its_ca(
     _run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: router/link.py LinkConnection.start() lets StreamReset escape when the link "
-    "closes during the hello (it catches only TimeoutError and LinkClosed); "
-    "Dialer._connect_once does not catch it either, so Dialer.run() dies: no LinkReport, "
-    "no retry, the Link stays as it was"))
 def test_a_dialer_refused_by_the_listener_reports_it_and_keeps_retrying(pki: Pki) -> None:
     async def main() -> None:
         incoming: asyncio.Queue[Any] = asyncio.Queue()
@@ -600,10 +590,6 @@ def test_a_dialer_refused_by_the_listener_reports_it_and_keeps_retrying(pki: Pki
     _run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: router/link.py LinkConnection.start() lets StreamReset escape when the peer "
-    "leaves in the middle of its hello; LinkListener._accept catches only LinkClosed, so "
-    "the accept handler dies with an unhandled exception and never aclose()s the connection"))
 def test_a_peer_leaving_mid_hello_is_handled_by_the_listener(pki: Pki) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()

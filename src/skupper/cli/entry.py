@@ -26,7 +26,14 @@ Usage: skupper [OPTIONS] COMMAND [ARGS]...
   Aliases: 'token' for 'access-token', 'grant' for 'access-grant'.
 
 Options:
-  -h, --help  Show this message and exit.
+  -n, --namespace TEXT            Select the current namespace (default:
+                                  default).
+  --context TEXT                  Select the current kubeconfig context.
+  --platform [kubernetes|docker|systemd]
+                                  Set the Skupper platform (default:
+                                  SKUPPER_PLATFORM, else kubernetes when a
+                                  kubeconfig is found, else systemd).
+  -h, --help                      Show this message and exit.
 
 Commands:
 """ + "".join(f"  {name:<12}  {text}\n" for name, text in SHORT_HELP.items())

@@ -31,6 +31,8 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
         links = await session.store.list("Link")
         incoming = _incoming_links(session.site, {lk["metadata"]["name"] for lk in links})
         running = session.platform.running()
+    if not running:
+        incoming = []  # a stopped site holds no links, whatever its last status said
     if name:
         links = [lk for lk in links if lk["metadata"]["name"] == name]
         incoming = [lk for lk in incoming if lk["name"] == name]

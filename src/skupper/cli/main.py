@@ -9,6 +9,7 @@ import click
 
 from skupper.base.errors import SkupperError
 from skupper.cli.entry import SHORT_HELP
+from skupper.cli.options import root_context_options
 
 # name -> (module, attribute); aliases point at the same group.
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,6 +50,7 @@ class LazyGroup(click.Group):
         "Aliases: 'token' for 'access-token', 'grant' for 'access-grant'."
     ),
 )
+@root_context_options
 def cli() -> None:
     pass
 
@@ -57,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="skupper", standalone_mode=False)
     except SkupperError as exc:
-        click.echo(f"Error: {exc.line()}", err=True)
+        # One line, whatever the user typed: control characters are shown escaped.
+        line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in exc.line())
+        click.echo(f"Error: {line}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from skupper.platforms.local_platform import LocalPlatform
 
 F = TypeVar("F", bound=Callable[..., Any])
+_ROOT_KEY = "skupper.root-context"
 T = TypeVar("T")
 
 
@@ -48,27 +49,52 @@ class Target:
         return LocalPlatform(self.namespace)
 
 
-def context_options(func: F) -> F:
-    """-n/--namespace, --context and --platform, handed to the command as ``target``."""
+def _context_option_decorators() -> list[Callable[[Any], Any]]:
+    return [
+        click.option("-n", "--namespace", default=None,
+                     help="Select the current namespace (default: default)."),
+        click.option("--context", default=None, help="Select the current kubeconfig context."),
+        click.option("--platform", type=click.Choice(PLATFORMS), default=None,
+                     help="Set the Skupper platform (default: SKUPPER_PLATFORM, else "
+                          "kubernetes when a kubeconfig is found, else systemd)."),
+    ]
+
+
+def root_context_options(func: F) -> F:
+    """The same options before the command (``skupper -n west site status``)."""
 
     @functools.wraps(func)
     def wrapper(
-        *args: Any, namespace: str, context: str | None, platform: str | None, **kwargs: Any
+        *args: Any, namespace: str | None, context: str | None, platform: str | None,
+        **kwargs: Any,
     ) -> Any:
-        return func(*args, target=Target(namespace, context, platform), **kwargs)
+        click.get_current_context().meta[_ROOT_KEY] = (namespace, context, platform)
+        return func(*args, **kwargs)
 
     decorated: Any = wrapper
-    for decorate in reversed(
-        [
-            click.option("-n", "--namespace", default="default", show_default=True,
-                         help="Select the current namespace."),
-            click.option("--context", default=None,
-                         help="Select the current kubeconfig context."),
-            click.option("--platform", type=click.Choice(PLATFORMS), default=None,
-                         help="Set the Skupper platform (default: SKUPPER_PLATFORM, else "
-                              "kubernetes when a kubeconfig is found, else systemd)."),
-        ]
-    ):
+    for decorate in reversed(_context_option_decorators()):
+        decorated = decorate(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
+def context_options(func: F) -> F:
+    """-n/--namespace, --context and --platform, handed to the command as ``target``.
+
+    Given after the command they win; given before it (on the root) they apply too.
+    """
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, namespace: str | None, context: str | None, platform: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        root = click.get_current_context().meta.get(_ROOT_KEY, (None, None, None))
+        target = Target(namespace or root[0] or "default", context or root[1],
+                        platform or root[2])
+        return func(*args, target=target, **kwargs)
+
+    decorated: Any = wrapper
+    for decorate in reversed(_context_option_decorators()):
         decorated = decorate(decorated)
     return decorated  # type: ignore[no-any-return]
 

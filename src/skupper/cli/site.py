@@ -179,6 +179,8 @@ async def _status(target: Target, output: str | None) -> None:
     async with open_session(target) as session:
         current = require_site(session)
         running = session.platform.running()
+    if not running:
+        _mark_stopped(current)
     if output:
         resources([current], output, single=True)
         return
@@ -189,10 +191,19 @@ async def _status(target: Target, output: str | None) -> None:
     ) or "-"
     table(
         ["NAME", "STATUS", "SITES-IN-NETWORK", "SERVICES-IN-NETWORK", "LINK-ACCESS", "MESSAGE"],
-        [[current["metadata"]["name"], state, st.get("sitesInNetwork", 1),
+        [[current["metadata"]["name"], state, st.get("sitesInNetwork", 1) if running else "-",
           sum(len(n.get("services") or []) for n in st.get("network") or []), endpoints,
           st.get("message", "") if running else "the site daemon is not running"]],
     )
+
+
+def _mark_stopped(current: dict[str, object]) -> None:
+    """Show what is true now: a stopped daemon runs nothing, whatever it last wrote."""
+    from skupper.resources.site import SITE_REQUIRED
+    from skupper.resources.status import derive_ready, set_condition
+
+    set_condition(current, "Running", False, "Stopped", "the site daemon is not running")
+    derive_ready(current, SITE_REQUIRED)
 
 
 @site.command("delete", help="Delete a site and all of its state.")

@@ -17,13 +17,15 @@ from skupper.controller.credentials import (
 )
 from skupper.controller.runtime import LinkAccessConfig, LinkAccessRuntime
 from skupper.resources import Resource
-from skupper.resources.site import LINK_ACCESS_HOST_SETTING, link_access_enabled
+from skupper.resources.site import (
+    LINK_ACCESS_HOST_SETTING,
+    SITE_REQUIRED,
+    link_access_enabled,
+)
 from skupper.resources.status import derive_ready, set_condition
 from skupper.store.interface import NotFound, SecretStore, Store
 
 log = logging.getLogger(__name__)
-
-SITE_REQUIRED = ("Configured", "Running", "Resolved")
 
 
 def link_access_host(site: Resource) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from skupper.resources.model import Resource
 
+# The conditions that make a Site Ready.
+SITE_REQUIRED = ("Configured", "Running", "Resolved")
+
 # spec.settings key: the name or address remote sites use to reach this site.
 LINK_ACCESS_HOST_SETTING = "link-access-host"
 

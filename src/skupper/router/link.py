@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from skupper.router.protocol import session as yamux
-from skupper.router.stream import LinkStream
+from skupper.router.stream import LinkStream, StreamReset
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,13 @@ class LinkConnection:
     # -- the hello ---------------------------------------------------------------------
 
     async def _exchange_hello(self) -> dict[str, Any]:
+        try:
+            return await self._hello_exchange()
+        except StreamReset as exc:
+            reason = self._closed.result() if self._closed.done() else str(exc)
+            raise LinkClosed(reason) from None
+
+    async def _hello_exchange(self) -> dict[str, Any]:
         if self._is_client:
             stream = self.open_stream()
             await stream.write(self._encode_hello())
@@ -203,7 +210,8 @@ class LinkConnection:
             case yamux.StreamOpened(stream_id=sid):
                 stream = LinkStream(self, sid)
                 self.streams[sid] = stream
-                if not self._hello_stream.done():
+                # The listener's first incoming stream is the hello; the dialer opens its own.
+                if not self._is_client and not self._hello_stream.done():
                     self._hello_stream.set_result(stream)
                 elif self._on_stream is not None:
                     self._spawn(self._on_stream(stream), f"link-stream-{sid}")

@@ -56,6 +56,7 @@ class LinkListener:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         serial = peer_certificate_serial(ssl_object) if ssl_object else None
+        peer = writer.get_extra_info("peername")  # now: the transport may be gone later
         connection = LinkConnection(
             reader, writer, is_client=False,
             local_hello={**self._local_hello(), "role": self.role},
@@ -64,8 +65,7 @@ class LinkListener:
         try:
             remote = await connection.start()
         except LinkClosed as exc:
-            log.info("%s link from %s failed: %s", self.role,
-                     writer.get_extra_info("peername"), exc.reason)
+            log.info("%s link from %s failed: %s", self.role, peer, exc.reason)
             await connection.aclose(exc.reason)
             return
         log.info("%s link %s from site %s accepted (certificate serial %x)", self.role,
