@@ -17,7 +17,7 @@ from skupper.grants.redemption import (
     Refusal,
     answer_documents,
     check_request,
-    decide,
+    judge,
 )
 from skupper.resources import API_VERSION, Resource
 from skupper.resources.model import format_rfc3339
@@ -53,6 +53,18 @@ class _Issuer:
         if self.fail:
             raise RuntimeError("the CA is unreadable")
         return CREDENTIAL
+
+
+def decide(grant: Resource, code: bytes, now: datetime, issue: Any) -> Credential:
+    """The grant server's two looks at a grant, as one call: refuse, or issue and count."""
+    request = RedemptionRequest(grant_id="g", code=code, name="link", subject="east")
+    verdict = judge(grant, request, now, None)
+    if verdict.needs_credential:
+        verdict = judge(grant, request, now, issue())
+    if verdict.refusal is not None:
+        raise verdict.refusal
+    assert verdict.credential is not None
+    return verdict.credential
 
 
 def _refusal(grant: Resource, code: bytes, issue: _Issuer | None = None) -> Refusal:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from skupper.base.errors import SkupperError
-from skupper.cli.options import Target, context_options, output_option, run
+from skupper.cli.options import (
+    Target,
+    context_options,
+    duration_value,
+    output_option,
+    run,
+    timeout_option,
+)
 
 
 @click.group("access-grant", help="Inspect and delete the access grants of the current site.")
@@ -45,6 +54,9 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
     if output:
         resources(grants, output, single=bool(name))
         return
+    if name:
+        _detail(grants[0])
+        return
     if not grants:
         click.echo(f'There are no access grants in namespace "{target.namespace}".')
         return
@@ -80,3 +92,93 @@ async def _delete(target: Target, name: str) -> None:
             await session.store.delete("AccessGrant", name)
         except NotFound:
             raise _no_grant(name, target.namespace) from None
+
+
+def _detail(grant: dict[str, Any]) -> None:
+    """One grant in full, with its redemption ledger (the code is never shown)."""
+    from skupper.cli.output import table
+    from skupper.grants.redemption import MAX_WRONG_CODES, REVOKED_ANNOTATION
+
+    st = grant.get("status") or {}
+    annotations = grant["metadata"].get("annotations") or {}
+    fields = [
+        ("Name", grant["metadata"]["name"]),
+        ("Status", st.get("status", "Pending")),
+        ("Message", st.get("message", "")),
+        ("Redemptions", f"{st.get('redemptions', 0)}/"
+                        f"{grant.get('spec', {}).get('redemptionsAllowed', 1)}"),
+        ("Expiration", st.get("expirationTime", "-")),
+        ("Wrong codes", f"{st.get('wrongCodes', 0)}/{MAX_WRONG_CODES}"),
+        ("Revoked", annotations.get(REVOKED_ANNOTATION, "no")),
+        ("URL", st.get("url", "-")),
+    ]
+    for label, value in fields:
+        click.echo(f"{label + ':':<14}{value}")
+    ledger = st.get("ledger") or []
+    dropped = int(st.get("ledgerDropped") or 0)
+    click.echo("")
+    if not ledger:
+        click.echo("Ledger: no redemption has been attempted with the right code.")
+        return
+    click.echo("Ledger (attempts that showed the right code)"
+               + (f", {dropped} older entries not kept:" if dropped else ":"))
+    table(["TIME", "REMOTE", "NAME", "SUBJECT", "OUTCOME", "SERIAL"],
+          [[e.get("time", ""), e.get("remote", ""), e.get("name", ""), e.get("subject", ""),
+            e.get("outcome", ""), e.get("serial", "-")] for e in ledger])
+
+
+@access_grant.command(
+    "revoke", help="Revoke a grant and every certificate issued from it: their links close.")
+@click.argument("name")
+@timeout_option()
+@context_options
+def revoke(name: str, timeout: str, target: Target) -> None:
+    wait = duration_value(timeout, "--timeout")
+    count = run(_revoke(target, name, wait))
+    noun = "certificate" if count == 1 else "certificates"
+    click.echo(f'Grant "{name}" is revoked; {count} {noun} revoked.')
+
+
+async def _revoke(target: Target, name: str, wait: float) -> int:
+    from skupper.cli.session import open_session, require_running, require_site, wait_until
+    from skupper.controller.grant import untrusted_serials
+    from skupper.grants.redemption import REVOKED_ANNOTATION
+    from skupper.resources.model import now_rfc3339
+    from skupper.resources.status import get_condition
+    from skupper.store.interface import Conflict, NotFound
+
+    async with open_session(target) as session:
+        current_site = require_site(session)
+        require_running(session)
+        for _ in range(10):
+            try:
+                grant = await session.store.get("AccessGrant", name)
+            except NotFound:
+                raise _no_grant(name, target.namespace) from None
+            annotations = grant["metadata"].setdefault("annotations", {})
+            if REVOKED_ANNOTATION in annotations:
+                break
+            annotations[REVOKED_ANNOTATION] = now_rfc3339()
+            try:
+                await session.store.update(grant)
+                break
+            except Conflict:
+                continue  # a redemption wrote first: read again
+        click.echo("Waiting for revocation to complete...")
+
+        def revoked(resource: dict[str, Any]) -> bool:
+            cond = get_condition(resource, "Usable")
+            return bool(cond and cond.get("reason") == "Revoked")
+
+        grant = await wait_until(session, "AccessGrant", name, revoked, wait,
+                                 what=f'Revoking grant "{name}"', fail_on_error=False)
+        serials = set(untrusted_serials(grant))
+        site_name = str(current_site["metadata"]["name"])
+
+        def listed(site: dict[str, Any]) -> bool:
+            entries = (site.get("status") or {}).get("revokedCertificates") or []
+            return serials <= {e.get("serial") for e in entries}
+
+        await wait_until(session, "Site", site_name, listed, wait,
+                         what=f'Revoking the certificates of grant "{name}"')
+        return len(serials)

@@ -81,8 +81,12 @@ async def wait_until(
     *,
     since: int | None = None,
     what: str,
+    fail_on_error: bool = True,
 ) -> Resource:
-    """Wait for ``done`` on a resource; fail fast on Error status or a dead daemon."""
+    """Wait for ``done`` on a resource; fail fast on Error status or a dead daemon.
+
+    ``fail_on_error=False`` waits through an Error status (a used-up grant being revoked).
+    """
     from skupper.store.wait import WaitTimeout, wait_for
 
     failed: list[Resource] = []
@@ -91,7 +95,7 @@ async def wait_until(
         if done(resource):
             return True
         status = resource.get("status") or {}
-        if status.get("status") == ERROR and status.get("message"):
+        if fail_on_error and status.get("status") == ERROR and status.get("message"):
             failed.append(resource)
             return True
         return False

@@ -1,23 +1,34 @@
-"""The AccessGrant reconciler: code, URL, CA and expiry; an honest Ready condition."""
+"""The AccessGrant reconciler: code, URL, CA and expiry; honest status; revocation; cleanup.
+
+A grant that can no longer be redeemed says why (expired, used up, revoked, locked)
+and is removed once the site's retention period has passed. Certificates that must
+no longer be trusted (all of a revoked grant's, and any whose answer never reached its
+client) are added to the site's revocation list, which outlives the grant.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from skupper.base.durations import parse_duration
 from skupper.controller.runtime import LinkAccessRuntime
 from skupper.grants.codes import generate_code
+from skupper.grants.redemption import MAX_WRONG_CODES, REVOKED_ANNOTATION, is_locked
 from skupper.resources import Resource
 from skupper.resources.model import format_rfc3339, now_rfc3339, parse_rfc3339
-from skupper.resources.status import derive_ready, set_condition
+from skupper.resources.status import derive_ready, get_condition, set_condition
 from skupper.store.interface import NotFound, Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPIRATION_WINDOW = "15m"
 GRANT_REQUIRED = ("Processed", "Resolved", "Usable")
+# Site setting: how long a grant that can no longer be redeemed is kept for inspection.
+RETENTION_SETTING = "grant-retention"
+DEFAULT_RETENTION = "24h"
 
 
 def expiration_time(grant: Resource) -> datetime:
@@ -25,6 +36,25 @@ def expiration_time(grant: Resource) -> datetime:
     window = parse_duration(grant["spec"].get("expirationWindow") or DEFAULT_EXPIRATION_WINDOW)
     created = parse_rfc3339(grant["metadata"].get("creationTimestamp") or now_rfc3339())
     return created + timedelta(seconds=window)
+
+
+def untrusted_serials(grant: Resource) -> list[str]:
+    """Serials (hex) of this grant's certificates that links must refuse."""
+    status = grant.get("status") or {}
+    serials = list(status.get("distrustedCertificates") or [])
+    if REVOKED_ANNOTATION in (grant.get("metadata", {}).get("annotations") or {}):
+        serials += status.get("issuedCertificates") or []
+    return sorted(set(serials))
+
+
+def retention_seconds(site: Resource | None) -> float:
+    settings = (site or {}).get("spec", {}).get("settings") or {}
+    try:
+        return parse_duration(str(settings.get(RETENTION_SETTING) or DEFAULT_RETENTION))
+    except ValueError:
+        log.warning("invalid %s setting %r; using %s", RETENTION_SETTING,
+                    settings.get(RETENTION_SETTING), DEFAULT_RETENTION)
+        return parse_duration(DEFAULT_RETENTION)
 
 
 class GrantReconciler:
@@ -37,7 +67,7 @@ class GrantReconciler:
     ) -> None:
         self._store = store
         self._runtime = runtime
-        # schedule(delay, name): reconcile the grant again later (at its expiry).
+        # schedule(delay, name): reconcile the grant again later (expiry, cleanup).
         self._schedule = schedule
         self._now = now
 
@@ -46,10 +76,55 @@ class GrantReconciler:
             grant = await self._store.get("AccessGrant", name)
         except NotFound:
             return
+        sites = await self._store.list("Site")
+        site = sites[0] if sites else None
         before = repr(grant.get("status"))
         self._update(grant)
+        if await self._remove_if_retired(grant, site):
+            return
         if repr(grant.get("status")) != before:
             await self._store.update_status(grant)
+        serials = untrusted_serials(grant)
+        if serials and site is not None:
+            await self._revoke(site["metadata"]["name"], name, serials)
+
+    async def _revoke(self, site_name: str, grant_name: str, serials: list[str]) -> None:
+        when = format_rfc3339(self._now())
+
+        def change(site: Resource) -> None:
+            listed: list[dict[str, Any]] = site.setdefault("status", {}).setdefault(
+                "revokedCertificates", [])
+            known = {entry.get("serial") for entry in listed}
+            for serial in serials:
+                if serial not in known:
+                    listed.append({"serial": serial, "grant": grant_name, "time": when})
+                    log.info("certificate %s of grant %s revoked", serial, grant_name)
+
+        await self._store.mutate_status("Site", site_name, change)
+
+    async def _remove_if_retired(self, grant: Resource, site: Resource | None) -> bool:
+        usable = get_condition(grant, "Usable")
+        if usable is None or usable.get("status") == "True":
+            return False
+        status = grant.get("status") or {}
+        if usable.get("reason") == "Expired" and status.get("expirationTime"):
+            ended = parse_rfc3339(status["expirationTime"])
+        else:
+            ended = parse_rfc3339(usable.get("lastTransitionTime") or now_rfc3339())
+        remaining = (ended + timedelta(seconds=retention_seconds(site)) - self._now())
+        if remaining.total_seconds() > 0:
+            self._schedule(remaining.total_seconds() + 0.05, grant["metadata"]["name"])
+            return False
+        # Its untrusted certificates stay on the site's list; only the grant goes.
+        serials = untrusted_serials(grant)
+        if serials and site is not None:
+            await self._revoke(site["metadata"]["name"], grant["metadata"]["name"], serials)
+        try:
+            await self._store.delete("AccessGrant", grant["metadata"]["name"])
+            log.info("grant %s removed after its retention period", grant["metadata"]["name"])
+        except NotFound:
+            pass
+        return True
 
     def _update(self, grant: Resource) -> None:
         spec = grant.setdefault("spec", {})
@@ -59,7 +134,7 @@ class GrantReconciler:
             allowed = int(spec.get("redemptionsAllowed") or 1)
             if allowed < 1:
                 raise ValueError("redemptionsAllowed must be at least 1")
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             set_condition(grant, "Processed", False, "Error", f"Invalid grant: {exc}")
             derive_ready(grant, GRANT_REQUIRED)
             return
@@ -77,8 +152,26 @@ class GrantReconciler:
             status["url"] = state.grant_url_base + grant["metadata"]["uid"]
             status["ca"] = state.grant_ca_pem.decode()
             set_condition(grant, "Resolved", True, "Resolved", "OK")
+        self._usable(grant, expires, allowed)
+        derive_ready(grant, GRANT_REQUIRED)
+
+    def _usable(self, grant: Resource, expires: datetime, allowed: int) -> None:
+        status = grant["status"]
+        annotations = grant.get("metadata", {}).get("annotations") or {}
         remaining = (expires - self._now()).total_seconds()
-        if remaining <= 0:
+        if REVOKED_ANNOTATION in annotations:
+            issued = len(status.get("issuedCertificates") or [])
+            set_condition(
+                grant, "Usable", False, "Revoked",
+                f"The grant was revoked at {annotations[REVOKED_ANNOTATION]}; "
+                f"its {issued} certificate{'s' if issued != 1 else ''} can no longer link",
+            )
+        elif is_locked(grant):
+            set_condition(
+                grant, "Usable", False, "Locked",
+                f"The grant is locked after {MAX_WRONG_CODES} wrong codes; issue a new token",
+            )
+        elif remaining <= 0:
             set_condition(grant, "Usable", False, "Expired", "The grant has expired")
         elif int(status["redemptions"]) >= allowed:
             set_condition(
@@ -90,4 +183,3 @@ class GrantReconciler:
             set_condition(grant, "Usable", True, "Usable", "OK")
             # Wake up at expiry, so the status turns honest without anyone asking.
             self._schedule(remaining + 0.05, grant["metadata"]["name"])
-        derive_ready(grant, GRANT_REQUIRED)

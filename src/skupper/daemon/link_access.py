@@ -90,7 +90,8 @@ class DaemonLinkAccess:
             client_ca_pem=config.site_ca.cert_pem,
         )
         for role in ROUTER_ROLES:
-            listener = LinkListener(role, self._links.local_hello, self._links.on_incoming)
+            listener = LinkListener(role, self._links.local_hello, self._links.on_incoming,
+                                    is_revoked=self._links.is_revoked)
             await listener.start(sockets[role], link_tls)
             self._listeners.append(listener)
 

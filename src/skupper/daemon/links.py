@@ -31,6 +31,8 @@ class LinkManager:
         self._dialers: dict[str, tuple[Dialer, asyncio.Task[None], tuple[Any, ...]]] = {}
         self._outgoing: dict[str, LinkReport] = {}
         self._incoming: dict[LinkConnection, dict[str, Any]] = {}
+        self._incoming_serials: dict[LinkConnection, int] = {}
+        self._revoked: set[int] = set()
 
     # -- who we are ---------------------------------------------------------------------
 
@@ -105,9 +107,27 @@ class LinkManager:
     def on_incoming(self, connection: LinkConnection, serial: int | None) -> None:
         if serial is None:
             self._incoming.pop(connection, None)
+            self._incoming_serials.pop(connection, None)
         else:
             self._incoming[connection] = dict(connection.remote_hello)
+            self._incoming_serials[connection] = serial
         self._update_network()
+
+    # -- revocation -------------------------------------------------------------------
+
+    def is_revoked(self, serial: int | None) -> bool:
+        return serial is not None and serial in self._revoked
+
+    def set_revoked(self, site: Resource) -> None:
+        """Take the site's revocation list; close links that use a revoked certificate."""
+        listed = (site.get("status") or {}).get("revokedCertificates") or []
+        self._revoked = {int(entry["serial"], 16) for entry in listed if entry.get("serial")}
+        for connection, serial in list(self._incoming_serials.items()):
+            if serial in self._revoked:
+                log.info("closing link %s from site %s: its certificate %x is revoked",
+                         connection.remote_hello.get("link"),
+                         connection.remote_hello.get("siteName"), serial)
+                connection.revoke()
 
     @property
     def incoming(self) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ async def serve(paths: NamespacePaths) -> None:
         site = await sites.current_site()
         if site is not None:
             links.set_site(site)
+            links.set_revoked(site)
         await controller.enqueue_all("AccessGrant")
         await controller.enqueue_all("Link")
 

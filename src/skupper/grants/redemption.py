@@ -83,29 +83,100 @@ def _valid_subject(subject: str) -> bool:
         return False
 
 
-def decide(
+# After this many wrong codes a grant refuses everything, the right code included.
+MAX_WRONG_CODES = 10
+# The ledger keeps the newest entries; older ones are only counted.
+LEDGER_LIMIT = 100
+REVOKED_ANNOTATION = "skupper.io/revoked"
+
+
+def locked_refusal() -> Refusal:
+    return Refusal(403, "Redemption of access token refused: the grant is locked after "
+                        "too many wrong codes")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one look at a grant decided; exactly one of the two is set."""
+
+    credential: Credential | None = None
+    refusal: Refusal | None = None
+    # The right code was shown and everything checks out, but no credential was
+    # offered yet: make one and ask again.
+    needs_credential: bool = False
+
+
+def is_revoked(grant: Resource) -> bool:
+    annotations = grant.get("metadata", {}).get("annotations") or {}
+    return REVOKED_ANNOTATION in annotations
+
+
+def is_locked(grant: Resource) -> bool:
+    return int((grant.get("status") or {}).get("wrongCodes") or 0) >= MAX_WRONG_CODES
+
+
+def judge(
     grant: Resource,
-    code: bytes,
+    request: RedemptionRequest,
     now: datetime,
-    issue: Callable[[], Credential],
-) -> Credential:
-    """Inside the transaction: refuse, or issue and count. Edits ``grant['status']``."""
+    credential: Credential | None,
+) -> Verdict:
+    """Decide one attempt, editing ``grant['status']`` with what must be remembered.
+
+    A wrong code only counts toward the lock; an attempt with the right code is always
+    recorded in the ledger, whatever its outcome. The count grows only with a credential.
+    """
     status = grant.setdefault("status", {})
     expected = status.get("code")
     if not expected:
-        raise no_such_claim()
-    if not codes_match(code, expected):
-        raise wrong_code()
-    expires = status.get("expirationTime")
-    if not expires or parse_rfc3339(expires) <= now:
-        raise no_such_claim()
+        return Verdict(refusal=no_such_claim())
+    if not codes_match(request.code, expected):
+        if not is_locked(grant):
+            status["wrongCodes"] = int(status.get("wrongCodes") or 0) + 1
+        return Verdict(refusal=wrong_code())
     allowed = int(grant.get("spec", {}).get("redemptionsAllowed") or 1)
     made = int(status.get("redemptions") or 0)
-    if made >= allowed:
-        raise used_up()
-    credential = issue()
-    status["redemptions"] = made + 1
-    return credential
+    expires = status.get("expirationTime")
+    refusal: Refusal | None = None
+    if is_locked(grant):
+        outcome, refusal = "refused: locked", locked_refusal()
+    elif is_revoked(grant):
+        outcome, refusal = "refused: revoked", no_such_claim()
+    elif not expires or parse_rfc3339(expires) <= now:
+        outcome, refusal = "refused: expired", no_such_claim()
+    elif made >= allowed:
+        outcome, refusal = "refused: used up", used_up()
+    elif credential is None:
+        return Verdict(needs_credential=True)
+    else:
+        outcome = "redeemed"
+        status["redemptions"] = made + 1
+        # Every certificate ever issued, so that revoking the grant can revoke them all.
+        status.setdefault("issuedCertificates", []).append(format(credential.serial, "x"))
+    _record(status, request, now, outcome, credential if refusal is None else None)
+    return Verdict(credential=None if refusal else credential, refusal=refusal)
+
+
+def _record(
+    status: dict[str, Any], request: RedemptionRequest, now: datetime, outcome: str,
+    credential: Credential | None,
+) -> None:
+    from skupper.resources.model import format_rfc3339
+
+    entry = {
+        "time": format_rfc3339(now),
+        "remote": request.remote,
+        "name": request.name,
+        "subject": request.subject,
+        "outcome": outcome,
+    }
+    if credential is not None:
+        entry["serial"] = format(credential.serial, "x")
+    ledger: list[dict[str, Any]] = status.setdefault("ledger", [])
+    ledger.append(entry)
+    if len(ledger) > LEDGER_LIMIT:
+        status["ledgerDropped"] = int(status.get("ledgerDropped") or 0) + len(ledger) - LEDGER_LIMIT
+        del ledger[: len(ledger) - LEDGER_LIMIT]
 
 
 async def find_grant(store: Store, grant_id: str) -> Resource:
@@ -123,24 +194,52 @@ async def redeem(
 ) -> Credential:
     """Run one redemption; raise Refusal for every refusal.
 
-    The credential is made before the write transaction, so the store's write lock is
-    held only for the checks and the count, and only for a caller who showed the right
-    code (a first check on a snapshot). The transaction checks everything again: a
-    credential whose redemption lost a race is thrown away, never handed out or counted.
+    A first look at a snapshot decides whether to make a credential at all, so only a
+    caller with the right code makes this site sign anything, and the store's write lock
+    is held only for the checks, the ledger and the count. The transaction judges again:
+    a credential whose redemption lost a race is thrown away, never handed out or counted.
     """
     check_request(request)
     snapshot = await find_grant(store, request.grant_id)
-    credential = await asyncio.to_thread(
-        decide, snapshot, request.code, now(), lambda: issue(request.subject)
-    )
-    try:
-        return await store.mutate_status(
-            "AccessGrant",
-            snapshot["metadata"]["name"],
-            lambda grant: decide(grant, request.code, now(), lambda: credential),
-        )
-    except NotFound:
-        raise no_such_claim() from None
+    name = str(snapshot["metadata"]["name"])
+    credential: Credential | None = None
+    if judge(snapshot, request, now(), None).needs_credential:
+        credential = await asyncio.to_thread(issue, request.subject)
+    for _ in range(2):
+        try:
+            verdict = await store.mutate_status(
+                "AccessGrant", name,
+                lambda grant, offered=credential: judge(grant, request, now(), offered),
+            )
+        except NotFound:
+            raise no_such_claim() from None
+        if verdict.refusal is not None:
+            raise verdict.refusal
+        if verdict.credential is not None:
+            return verdict.credential
+        # The grant became redeemable between the looks (a refund): sign and go again.
+        credential = await asyncio.to_thread(issue, request.subject)
+    raise Refusal(503, "Internal error")
+
+
+async def refund(store: Store, grant_id: str, serial: int) -> None:
+    """The client left before its answer: give the redemption back, distrust the cert.
+
+    The ledger entry says so; the grant reconciler revokes the certificate, since a
+    client that vanished mid-answer may still have received it.
+    """
+    grant = await find_grant(store, grant_id)
+
+    def change(current: Resource) -> None:
+        status = current.setdefault("status", {})
+        for entry in reversed(status.get("ledger") or []):
+            if entry.get("serial") == format(serial, "x") and entry["outcome"] == "redeemed":
+                entry["outcome"] = "client-gone"
+                status["redemptions"] = max(0, int(status.get("redemptions") or 0) - 1)
+                status.setdefault("distrustedCertificates", []).append(entry["serial"])
+                return
+
+    await store.mutate_status("AccessGrant", str(grant["metadata"]["name"]), change)
 
 
 def _b64(data: bytes) -> str:

@@ -7,6 +7,7 @@ with upstream's wording, so upstream redeemers show them unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -22,6 +23,7 @@ from skupper.grants.redemption import (
     Refusal,
     answer_documents,
     redeem,
+    refund,
 )
 from skupper.store.interface import Store
 
@@ -32,6 +34,11 @@ MAX_BODY_BYTES = 4096
 # Request line and each header: a redeemer sends a few short headers.
 MAX_LINE_BYTES = 4096
 MAX_FIELD_BYTES = 4096
+MAX_HEADERS = 32
+# A redemption takes milliseconds; a connection that has not finished its TLS handshake
+# or its whole exchange by these deadlines is a slow-loris, and is cut.
+HANDSHAKE_TIMEOUT_SECONDS = 5.0
+CONNECTION_DEADLINE_SECONDS = 10.0
 
 
 @dataclass
@@ -81,13 +88,24 @@ def make_app(ctx: GrantServerContext) -> web.Application:
         documents = answer_documents(
             attempt.name, credential, ctx.site_ca_pem(), ctx.endpoints()
         )
+        text = "".join("---\n" + yaml.dump(doc, Dumper=_DUMPER, sort_keys=False)
+                       for doc in documents)
+        response = web.Response(status=200, text=text, content_type="application/yaml")
+        try:
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("the client left before its answer")
+            await response.prepare(request)
+            await response.write_eof()
+        except (ConnectionError, OSError) as exc:
+            log.info("redemption not delivered, refunding it: grant=%s remote=%s (%s)",
+                     grant_id, remote, exc)
+            await refund(ctx.store, grant_id, credential.serial)
+            raise
         log.info(
             "redeemed: grant=%s remote=%s name=%s subject=%s serial=%x",
             grant_id, remote, attempt.name, attempt.subject, credential.serial,
         )
-        text = "".join("---\n" + yaml.dump(doc, Dumper=_DUMPER, sort_keys=False)
-                       for doc in documents)
-        return web.Response(status=200, text=text, content_type="application/yaml")
+        return response
 
     # libyaml's emitter is 7x faster than PyYAML's Python one, the same bytes out.
     _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -102,6 +120,7 @@ class GrantServer:
     def __init__(self, ctx: GrantServerContext) -> None:
         self._ctx = ctx
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
         self.port = 0
 
     async def start(self, sock: socket.socket, tls: ssl.SSLContext) -> None:
@@ -111,13 +130,57 @@ class GrantServer:
             handle_signals=False,
             max_line_size=MAX_LINE_BYTES,
             max_field_size=MAX_FIELD_BYTES,
+            max_headers=MAX_HEADERS,
+            keepalive_timeout=CONNECTION_DEADLINE_SECONDS,
         )
         await self._runner.setup()
-        site = web.SockSite(self._runner, sock, ssl_context=tls)
-        await site.start()
+        handler_factory = self._runner.server
+        assert handler_factory is not None
+        loop = asyncio.get_running_loop()
+        # aiohttp has no deadline for reading a request, so every connection gets one.
+        self._server = await loop.create_server(
+            lambda: _Deadline(handler_factory(), loop, CONNECTION_DEADLINE_SECONDS),
+            sock=sock, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        )
         self.port = int(sock.getsockname()[1])
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         if self._runner is not None:
+            await self._runner.shutdown()
             await self._runner.cleanup()
             self._runner = None
+
+
+class _Deadline(asyncio.Protocol):
+    """Wraps aiohttp's per-connection handler and closes the connection at a deadline."""
+
+    def __init__(self, inner: Any, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self._inner = inner
+        self._loop = loop
+        self._seconds = seconds
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._timer = self._loop.call_later(self._seconds, transport.abort)  # type: ignore[attr-defined]
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()

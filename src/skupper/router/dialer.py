@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skupper.base.backoff import backoff_delay
-from skupper.router.link import LinkClosed, LinkConnection, StreamHandler
+from skupper.router.link import REVOKED_MESSAGE, LinkClosed, LinkConnection, StreamHandler
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,6 @@ class Dialer:
         await connection.aclose(reason)
         log.info("link %s is down: %s", self.name, reason)
         return LinkReport(False, reason, final=_is_final(reason))
-
-
-REVOKED_MESSAGE = "the remote site revoked this link's credentials"
 
 
 def _is_final(reason: str) -> bool:

@@ -32,6 +32,11 @@ DEAD_AFTER_SECONDS = 8.0
 
 StreamHandler = Callable[[LinkStream], Awaitable[None]]
 
+# Said by a listener that no longer trusts the dialer's certificate (in the hello's
+# "error", or as a Go Away code on a link already up); the dialer stops redialing.
+REVOKED_MESSAGE = "the remote site revoked this link's credentials"
+GO_AWAY_REVOKED = 0x52455600  # a private code; yamux defines 0-2
+
 
 class LinkClosed(Exception):
     """The link ended; ``reason`` says why in words for a user."""
@@ -76,7 +81,9 @@ class LinkConnection:
         except TimeoutError:
             self.close("the remote site did not complete the link hello in time")
         except LinkClosed as exc:
+            # The hello's own reason (e.g. revoked) beats the close that followed it.
             self.close(exc.reason)
+            raise LinkClosed(exc.reason) from None
         if self._closed.done():
             raise LinkClosed(self._closed.result())
         self._spawn(self._heartbeat(), "link-heartbeat")
@@ -106,6 +113,15 @@ class LinkConnection:
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
+
+    def revoke(self) -> None:
+        """Close a link whose peer's certificate is no longer trusted, telling it why."""
+        if self._closed.done():
+            return
+        with contextlib.suppress(Exception):
+            self.session.go_away(GO_AWAY_REVOKED)
+            self.flush()
+        self.close(REVOKED_MESSAGE, go_away=False)
 
     async def aclose(self, reason: str) -> None:
         self.close(reason)
@@ -231,8 +247,10 @@ class LinkConnection:
                     stream.window_opened()
             case yamux.StreamClosed(stream_id=sid):
                 self.streams.pop(sid, None)
-            case yamux.GoAwayReceived():
-                self.close("the remote site closed the link", go_away=False)
+            case yamux.GoAwayReceived(code=code):
+                revoked = code == GO_AWAY_REVOKED
+                self.close(REVOKED_MESSAGE if revoked else "the remote site closed the link",
+                           go_away=False)
             case yamux.ConnectionTerminated(reason=why):
                 self.flush()
                 self.close(f"link protocol error: {why}", go_away=False)

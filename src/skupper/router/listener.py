@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from skupper.certs.tls import peer_certificate_serial
-from skupper.router.link import LinkClosed, LinkConnection, StreamHandler
+from skupper.router.link import REVOKED_MESSAGE, LinkClosed, LinkConnection, StreamHandler
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # Called with the connection and its peer's certificate serial once the hello is done,
 # and with the same connection and None once it has closed.
 IncomingHandler = Callable[[LinkConnection, int | None], None]
+# Whether a certificate serial has been revoked at this site.
+RevocationCheck = Callable[[int | None], bool]
 
 
 class LinkListener:
@@ -34,8 +36,10 @@ class LinkListener:
         local_hello: Callable[[], dict[str, Any]],
         on_incoming: IncomingHandler | None = None,
         on_stream: StreamHandler | None = None,
+        is_revoked: RevocationCheck | None = None,
     ) -> None:
         self.role = role
+        self._is_revoked = is_revoked or (lambda _serial: False)
         self._local_hello = local_hello
         self._on_incoming = on_incoming
         self._on_stream = on_stream
@@ -57,16 +61,24 @@ class LinkListener:
         ssl_object = writer.get_extra_info("ssl_object")
         serial = peer_certificate_serial(ssl_object) if ssl_object else None
         peer = writer.get_extra_info("peername")  # now: the transport may be gone later
+        revoked = self._is_revoked(serial)
+        hello = {**self._local_hello(), "role": self.role}
+        if revoked:
+            hello["error"] = REVOKED_MESSAGE  # the dialer reads this and stops redialing
         connection = LinkConnection(
-            reader, writer, is_client=False,
-            local_hello={**self._local_hello(), "role": self.role},
-            on_stream=self._on_stream,
+            reader, writer, is_client=False, local_hello=hello, on_stream=self._on_stream,
         )
         try:
             remote = await connection.start()
         except LinkClosed as exc:
             log.info("%s link from %s failed: %s", self.role, peer, exc.reason)
             await connection.aclose(exc.reason)
+            return
+        if revoked:
+            log.info("%s link %s from site %s refused: certificate %x is revoked", self.role,
+                     remote.get("link"), remote.get("siteName"), serial or 0)
+            connection.revoke()
+            await connection.aclose(REVOKED_MESSAGE)
             return
         log.info("%s link %s from site %s accepted (certificate serial %x)", self.role,
                  remote.get("link"), remote.get("siteName"), serial or 0)

@@ -1,0 +1,41 @@
+"""Status fields this project adds to upstream's kinds, as OpenAPI schema fragments.
+
+Upstream's schemas stay untouched for everything else; these additions carry the grant
+ledger, the lock and revocation. The Kubernetes CRDs in deploy/ declare them, and the
+schema tests allow exactly these beyond upstream's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STRING = {"type": "string"}
+_STRINGS = {"type": "array", "items": _STRING}
+
+STATUS_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "AccessGrant": {
+        "ledger": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    key: _STRING
+                    for key in ("time", "remote", "name", "subject", "outcome", "serial")
+                },
+            },
+        },
+        "ledgerDropped": {"type": "integer"},
+        "wrongCodes": {"type": "integer"},
+        "issuedCertificates": _STRINGS,
+        "distrustedCertificates": _STRINGS,
+    },
+    "Site": {
+        "revokedCertificates": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {key: _STRING for key in ("serial", "grant", "time")},
+            },
+        },
+    },
+}
