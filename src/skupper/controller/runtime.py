@@ -15,6 +15,8 @@ class LinkAccessConfig:
     router_server: KeyPair
     grant_server_ca: KeyPair
     grant_server: KeyPair
+    # How long the client certificates issued at redemption are valid, in seconds.
+    link_certificate_validity: float
 
 
 @dataclass(frozen=True)

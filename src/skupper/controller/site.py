@@ -7,6 +7,7 @@ import os
 import socket
 
 from skupper import __version__
+from skupper.base.durations import parse_duration
 from skupper.controller.credentials import (
     GRANT_SERVER,
     GRANT_SERVER_CA,
@@ -26,6 +27,19 @@ from skupper.resources.status import derive_ready, set_condition
 from skupper.store.interface import NotFound, SecretStore, Store
 
 log = logging.getLogger(__name__)
+
+LINK_CERTIFICATE_VALIDITY_SETTING = "link-certificate-validity"
+DEFAULT_LINK_CERTIFICATE_VALIDITY = "43800h"  # five years, as upstream issues them
+
+
+def link_certificate_validity(site: Resource) -> float:
+    """Seconds an issued link certificate is valid (site setting; upstream's 5 years)."""
+    settings = site.get("spec", {}).get("settings") or {}
+    text = str(settings.get(LINK_CERTIFICATE_VALIDITY_SETTING) or DEFAULT_LINK_CERTIFICATE_VALIDITY)
+    seconds = parse_duration(text)
+    if seconds < 60:
+        raise ValueError(f"{LINK_CERTIFICATE_VALIDITY_SETTING} {text!r} is under a minute")
+    return seconds
 
 
 def link_access_host(site: Resource) -> str:
@@ -58,9 +72,17 @@ class SiteReconciler:
         ca = await ensure_ca(self._secrets, SITE_CA, f"{site_name} site CA")
         endpoints: list[dict[str, object]] = []
         resolved, message = True, "OK"
+        try:
+            validity = link_certificate_validity(site)
+        except ValueError as exc:
+            await self._runtime.disable()
+            await self._write_status(site, [], False, f"Invalid site setting: {exc}",
+                                     configured=False)
+            return
         if link_access_enabled(site):
             host = link_access_host(site)
             config = LinkAccessConfig(
+                link_certificate_validity=validity,
                 host=host,
                 site_ca=ca,
                 router_server=await ensure_server_certificate(
@@ -82,7 +104,8 @@ class SiteReconciler:
         await self._write_status(site, endpoints, resolved, message)
 
     async def _write_status(
-        self, site: Resource, endpoints: list[dict[str, object]], resolved: bool, message: str
+        self, site: Resource, endpoints: list[dict[str, object]], resolved: bool, message: str,
+        *, configured: bool = True,
     ) -> None:
         before = repr(site.get("status"))
         status = site.setdefault("status", {})
@@ -94,7 +117,10 @@ class SiteReconciler:
             "namespace": self._namespace,
             "version": __version__,
         }
-        set_condition(site, "Configured", True, "Configured", "OK")
+        if configured:
+            set_condition(site, "Configured", True, "Configured", "OK")
+        else:
+            set_condition(site, "Configured", False, "Error", message)
         set_condition(site, "Running", True, "Running", f"site daemon running (pid {os.getpid()})")
         set_condition(site, "Resolved", resolved, "Resolved" if resolved else "Error", message)
         derive_ready(site, SITE_REQUIRED)

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 ROUTER_ROLES = {"inter-router": 55671, "edge": 45671}
 GRANT_SERVER_PORT = 9090
 ENDPOINT_GROUP = "skupper-router"
-# Upstream issues five-year link certificates; kept for compatibility.
-LINK_CERTIFICATE_VALIDITY = timedelta(days=5 * 365)
 
 
 class DaemonLinkAccess:
@@ -104,7 +102,7 @@ class DaemonLinkAccess:
         self._grant_server = GrantServer(
             GrantServerContext(
                 store=self._store,
-                issue=_issuer(site_ca),
+                issue=_issuer(site_ca, timedelta(seconds=config.link_certificate_validity)),
                 site_ca_pem=lambda: site_ca.cert_pem,
                 endpoints=lambda: endpoints,
             )
@@ -135,11 +133,9 @@ class DaemonLinkAccess:
         self._config = None
 
 
-def _issuer(site_ca: KeyPair) -> Callable[[str], Credential]:
+def _issuer(site_ca: KeyPair, validity: timedelta) -> Callable[[str], Credential]:
     def issue(subject: str) -> Credential:
-        pair = issue_certificate(
-            site_ca, subject, usage="client", validity=LINK_CERTIFICATE_VALIDITY
-        )
+        pair = issue_certificate(site_ca, subject, usage="client", validity=validity)
         return Credential(cert_pem=pair.cert_pem, key_pem=pair.key_pem, serial=pair.serial)
 
     return issue

@@ -182,3 +182,8 @@ def _check_ca(file: str, ca: str) -> None:
         ssl.create_default_context(cadata=ca)
     except (ssl.SSLError, ValueError):
         raise _bad(file, "spec.ca is not a valid PEM certificate") from None
+    from skupper.certs.issue import is_ca_certificate
+
+    if not is_ca_certificate(ca.encode()):
+        raise _bad(file, "spec.ca is a certificate but not a CA certificate",
+                   "The token may have been altered; ask for a new one.")
