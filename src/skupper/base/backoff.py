@@ -21,5 +21,6 @@ def backoff_delay(
 
     The jitter spreads the redials of many links that lost the same remote.
     """
-    ceiling = min(cap, base * (2 ** min(attempt, 30)))
-    return ceiling * (0.5 + 0.5 * (rng or random).random())
+    ceiling = min(cap, base * float(1 << min(attempt, 30)))
+    jitter: float = (rng or random).random()
+    return ceiling * (0.5 + 0.5 * jitter)

@@ -81,7 +81,10 @@ def issue(
     to_stderr = destination is None
     grant_name = run(_issue(target, destination, format_duration(window), allowed, link_cost,
                             wait, to_stderr))
-    say = lambda text: click.echo(text, err=to_stderr)  # noqa: E731
+
+    def say(text: str) -> None:
+        click.echo(text, err=to_stderr)
+
     say(f'Grant "{grant_name}" is ready.')
     say(f"Token file {file} created." if destination else "Token written to standard output.")
     uses = "1 use" if allowed == 1 else f"{allowed} uses"

@@ -206,11 +206,13 @@ async def redeem(
     if judge(snapshot, request, now(), None).needs_credential:
         credential = await asyncio.to_thread(issue, request.subject)
     for _ in range(2):
+        offered = credential
+
+        def look(grant: Resource, offered: Credential | None = offered) -> Verdict:
+            return judge(grant, request, now(), offered)
+
         try:
-            verdict = await store.mutate_status(
-                "AccessGrant", name,
-                lambda grant, offered=credential: judge(grant, request, now(), offered),
-            )
+            verdict = await store.mutate_status("AccessGrant", name, look)
         except NotFound:
             raise no_such_claim() from None
         if verdict.refusal is not None:

@@ -79,12 +79,12 @@ def derive_ready(resource: Resource, required: tuple[str, ...]) -> bool:
             message = cond.get("message", f"{ctype} pending") if cond else f"{ctype} pending"
             changed = set_condition(resource, READY, False, reason, message)
             top = PENDING if reason == "Pending" else ERROR
-            changed |= status.get("status") != top or status.get("message") != message
+            changed |= bool(status.get("status") != top or status.get("message") != message)
             status["status"] = top
             status["message"] = message
             return changed
     changed = set_condition(resource, READY, True, READY, "OK")
-    changed |= status.get("status") != READY or status.get("message") != "OK"
+    changed |= bool(status.get("status") != READY or status.get("message") != "OK")
     status["status"] = READY
     status["message"] = "OK"
     return changed

@@ -138,6 +138,10 @@ class LinkConnection:
 
     # -- streams -----------------------------------------------------------------------
 
+    def set_stream_handler(self, handler: StreamHandler | None) -> None:
+        """Who takes the streams the peer opens from now on (None: they are reset)."""
+        self._on_stream = handler
+
     def open_stream(self) -> LinkStream:
         if self._closed.done():
             raise LinkClosed(self._closed.result())
@@ -234,17 +238,17 @@ class LinkConnection:
                 else:
                     stream.reset()
             case yamux.DataReceived(stream_id=sid, data=data):
-                if (stream := self.streams.get(sid)) is not None:
-                    stream.feed(data)
+                if (known := self.streams.get(sid)) is not None:
+                    known.feed(data)
             case yamux.StreamEnded(stream_id=sid):
-                if (stream := self.streams.get(sid)) is not None:
-                    stream.feed_eof()
+                if (known := self.streams.get(sid)) is not None:
+                    known.feed_eof()
             case yamux.StreamReset(stream_id=sid):
-                if (stream := self.streams.get(sid)) is not None:
-                    stream.abort("reset by the remote end")
+                if (known := self.streams.get(sid)) is not None:
+                    known.abort("reset by the remote end")
             case yamux.WindowUpdated(stream_id=sid):
-                if (stream := self.streams.get(sid)) is not None:
-                    stream.window_opened()
+                if (known := self.streams.get(sid)) is not None:
+                    known.window_opened()
             case yamux.StreamClosed(stream_id=sid):
                 self.streams.pop(sid, None)
             case yamux.GoAwayReceived(code=code):
