@@ -508,10 +508,14 @@ def test_restarts_never_duplicate_the_link(linked: tuple[Skupper, str]) -> None:
     assert len(link_rows(skupper, "east")) == 1
     assert len(incoming(skupper, "west")) == 1
     for ns in ("east", "west"):
-        network = site(skupper, ns)["status"]["network"]
-        assert len(network) == 2, network
-        assert [lk["name"] for lk in network[0]["links"]] == [name], network
-        assert site(skupper, ns)["status"]["sitesInNetwork"] == 2
+        # The Site's network is written apart from the Link status: give it its moment.
+        def settled(ns: str = ns) -> bool:
+            status = site(skupper, ns)["status"]
+            network = status.get("network") or []
+            return (len(network) == 2 and status.get("sitesInNetwork") == 2
+                    and [lk["name"] for lk in network[0]["links"]] == [name])
+
+        wait_for(f"{ns} to show one link to one other site", settled, 5)
 
 
 def test_a_stopped_site_does_not_claim_its_incoming_links_are_ready(

@@ -95,6 +95,7 @@ def issue_certificate(
     usage: Usage,
     hosts: Sequence[str] = (),
     validity: timedelta = DEFAULT_CERT_VALIDITY,
+    organizational_unit: str | None = None,
 ) -> KeyPair:
     """Issue a ``server`` or ``client`` leaf certificate signed by ``ca``.
 
@@ -117,10 +118,14 @@ def issue_certificate(
         raise ValueError(f"the CA expired at {ca_cert.not_valid_after_utc.isoformat()}")
 
     key = ec.generate_private_key(ec.SECP256R1())
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organizational_unit:
+        # Link certificates name their grant here, so revoking a grant needs no serials.
+        subject.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, organizational_unit))
     eku = ExtendedKeyUsageOID.SERVER_AUTH if usage == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .subject_name(x509.Name(subject))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

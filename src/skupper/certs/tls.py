@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+from typing import Any
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
@@ -92,6 +93,22 @@ def peer_certificate_serial(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) ->
         return None
     serial = cert.get("serialNumber")
     return int(serial, 16) if isinstance(serial, str) else None
+
+
+def peer_organizational_unit(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """The verified peer certificate's OU (link certificates carry their grant there)."""
+    if ssl_object is None:
+        return None
+    try:
+        cert = ssl_object.getpeercert()
+    except ValueError:
+        return None
+    subject: Any = (cert or {}).get("subject", ())
+    for rdn in subject:
+        for attribute in rdn:
+            if attribute[0] == "organizationalUnitName":
+                return str(attribute[1])
+    return None
 
 
 def _new_server_context() -> ssl.SSLContext:

@@ -141,7 +141,6 @@ def revoke(name: str, timeout: str, target: Target) -> None:
 
 async def _revoke(target: Target, name: str, wait: float) -> int:
     from skupper.cli.session import open_session, require_running, require_site, wait_until
-    from skupper.controller.grant import untrusted_serials
     from skupper.grants.redemption import REVOKED_ANNOTATION
     from skupper.resources.model import now_rfc3339
     from skupper.resources.status import get_condition
@@ -172,13 +171,13 @@ async def _revoke(target: Target, name: str, wait: float) -> int:
 
         grant = await wait_until(session, "AccessGrant", name, revoked, wait,
                                  what=f'Revoking grant "{name}"', fail_on_error=False)
-        serials = set(untrusted_serials(grant))
+        uid = grant["metadata"].get("uid")
         site_name = str(current_site["metadata"]["name"])
 
         def listed(site: dict[str, Any]) -> bool:
-            entries = (site.get("status") or {}).get("revokedCertificates") or []
-            return serials <= {e.get("serial") for e in entries}
+            entries = (site.get("status") or {}).get("revokedGrants") or []
+            return uid in {e.get("uid") for e in entries}
 
         await wait_until(session, "Site", site_name, listed, wait,
                          what=f'Revoking the certificates of grant "{name}"')
-        return len(serials)
+        return int((grant.get("status") or {}).get("redemptions") or 0)

@@ -39,12 +39,12 @@ def expiration_time(grant: Resource) -> datetime:
 
 
 def untrusted_serials(grant: Resource) -> list[str]:
-    """Serials (hex) of this grant's certificates that links must refuse."""
-    status = grant.get("status") or {}
-    serials = list(status.get("distrustedCertificates") or [])
-    if REVOKED_ANNOTATION in (grant.get("metadata", {}).get("annotations") or {}):
-        serials += status.get("issuedCertificates") or []
-    return sorted(set(serials))
+    """Serials (hex) of single certificates of this grant that links must refuse."""
+    return sorted(set((grant.get("status") or {}).get("distrustedCertificates") or []))
+
+
+def grant_revoked(grant: Resource) -> bool:
+    return REVOKED_ANNOTATION in (grant.get("metadata", {}).get("annotations") or {})
 
 
 def retention_seconds(site: Resource | None) -> float:
@@ -84,23 +84,37 @@ class GrantReconciler:
             return
         if repr(grant.get("status")) != before:
             await self._store.update_status(grant)
+        await self._distrust(site, grant)
+
+    async def _distrust(self, site: Resource | None, grant: Resource) -> None:
+        """Put a revoked grant, and single distrusted certificates, on the site's lists.
+
+        The lists live in the Site, so they outlive the grant; a link certificate names
+        its grant, so one entry revokes every certificate the grant ever issued.
+        """
         serials = untrusted_serials(grant)
-        if serials and site is not None:
-            await self._revoke(site["metadata"]["name"], name, serials)
-
-    async def _revoke(self, site_name: str, grant_name: str, serials: list[str]) -> None:
+        revoked = grant_revoked(grant)
+        if site is None or not (serials or revoked):
+            return
         when = format_rfc3339(self._now())
+        name = str(grant["metadata"]["name"])
+        uid = str(grant["metadata"].get("uid", ""))
 
-        def change(site: Resource) -> None:
-            listed: list[dict[str, Any]] = site.setdefault("status", {}).setdefault(
-                "revokedCertificates", [])
+        def change(current: Resource) -> None:
+            status = current.setdefault("status", {})
+            if revoked:
+                grants: list[dict[str, Any]] = status.setdefault("revokedGrants", [])
+                if uid not in {entry.get("uid") for entry in grants}:
+                    grants.append({"uid": uid, "name": name, "time": when})
+                    log.info("grant %s revoked with all its certificates", name)
+            listed: list[dict[str, Any]] = status.setdefault("revokedCertificates", [])
             known = {entry.get("serial") for entry in listed}
             for serial in serials:
                 if serial not in known:
-                    listed.append({"serial": serial, "grant": grant_name, "time": when})
-                    log.info("certificate %s of grant %s revoked", serial, grant_name)
+                    listed.append({"serial": serial, "grant": name, "time": when})
+                    log.info("certificate %s of grant %s revoked", serial, name)
 
-        await self._store.mutate_status("Site", site_name, change)
+        await self._store.mutate_status("Site", site["metadata"]["name"], change)
 
     async def _remove_if_retired(self, grant: Resource, site: Resource | None) -> bool:
         usable = get_condition(grant, "Usable")
@@ -115,10 +129,8 @@ class GrantReconciler:
         if remaining.total_seconds() > 0:
             self._schedule(remaining.total_seconds() + 0.05, grant["metadata"]["name"])
             return False
-        # Its untrusted certificates stay on the site's list; only the grant goes.
-        serials = untrusted_serials(grant)
-        if serials and site is not None:
-            await self._revoke(site["metadata"]["name"], grant["metadata"]["name"], serials)
+        # What it revoked stays on the site's lists; only the grant goes.
+        await self._distrust(site, grant)
         try:
             await self._store.delete("AccessGrant", grant["metadata"]["name"])
             log.info("grant %s removed after its retention period", grant["metadata"]["name"])
@@ -160,11 +172,10 @@ class GrantReconciler:
         annotations = grant.get("metadata", {}).get("annotations") or {}
         remaining = (expires - self._now()).total_seconds()
         if REVOKED_ANNOTATION in annotations:
-            issued = len(status.get("issuedCertificates") or [])
             set_condition(
                 grant, "Usable", False, "Revoked",
                 f"The grant was revoked at {annotations[REVOKED_ANNOTATION]}; "
-                f"its {issued} certificate{'s' if issued != 1 else ''} can no longer link",
+                "no certificate issued from it can link any more",
             )
         elif is_locked(grant):
             set_condition(

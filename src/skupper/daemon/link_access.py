@@ -22,7 +22,7 @@ from skupper.certs.issue import KeyPair, issue_certificate
 from skupper.certs.tls import server_context
 from skupper.controller.runtime import LinkAccessConfig, LinkAccessState
 from skupper.daemon.links import LinkManager
-from skupper.grants.redemption import Credential
+from skupper.grants.redemption import Credential, grant_unit
 from skupper.grants.server import GrantServer, GrantServerContext
 from skupper.router.listener import LinkListener
 from skupper.store.interface import Store
@@ -133,9 +133,10 @@ class DaemonLinkAccess:
         self._config = None
 
 
-def _issuer(site_ca: KeyPair, validity: timedelta) -> Callable[[str], Credential]:
-    def issue(subject: str) -> Credential:
-        pair = issue_certificate(site_ca, subject, usage="client", validity=validity)
+def _issuer(site_ca: KeyPair, validity: timedelta) -> Callable[[str, str], Credential]:
+    def issue(subject: str, grant_id: str) -> Credential:
+        pair = issue_certificate(site_ca, subject, usage="client", validity=validity,
+                                 organizational_unit=grant_unit(grant_id))
         return Credential(cert_pem=pair.cert_pem, key_pem=pair.key_pem, serial=pair.serial)
 
     return issue

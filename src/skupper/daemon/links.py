@@ -15,6 +15,7 @@ from skupper import __version__
 from skupper.certs.tls import client_context
 from skupper.controller.link import LINK_REQUIRED, dial_endpoint
 from skupper.daemon.status_writer import StatusWriter
+from skupper.grants.redemption import grant_of_unit
 from skupper.resources import Resource
 from skupper.resources.status import derive_ready, set_condition
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
@@ -32,7 +33,8 @@ class LinkManager:
         self._outgoing: dict[str, LinkReport] = {}
         self._incoming: dict[LinkConnection, dict[str, Any]] = {}
         self._incoming_serials: dict[LinkConnection, int] = {}
-        self._revoked: set[int] = set()
+        self._revoked_serials: set[int] = set()
+        self._revoked_grants: set[str] = set()
 
     # -- who we are ---------------------------------------------------------------------
 
@@ -115,15 +117,24 @@ class LinkManager:
 
     # -- revocation -------------------------------------------------------------------
 
-    def is_revoked(self, serial: int | None) -> bool:
-        return serial is not None and serial in self._revoked
+    def is_revoked(self, serial: int | None, unit: str | None) -> bool:
+        if serial is not None and serial in self._revoked_serials:
+            return True
+        grant = grant_of_unit(unit)
+        return grant is not None and grant in self._revoked_grants
 
     def set_revoked(self, site: Resource) -> None:
-        """Take the site's revocation list; close links that use a revoked certificate."""
-        listed = (site.get("status") or {}).get("revokedCertificates") or []
-        self._revoked = {int(entry["serial"], 16) for entry in listed if entry.get("serial")}
+        """Take the site's revocation lists; close links that use a revoked certificate."""
+        status = site.get("status") or {}
+        self._revoked_serials = {
+            int(entry["serial"], 16)
+            for entry in status.get("revokedCertificates") or [] if entry.get("serial")
+        }
+        self._revoked_grants = {
+            str(entry["uid"]) for entry in status.get("revokedGrants") or [] if entry.get("uid")
+        }
         for connection, serial in list(self._incoming_serials.items()):
-            if serial in self._revoked:
+            if self.is_revoked(serial, connection.peer_unit):
                 log.info("closing link %s from site %s: its certificate %x is revoked",
                          connection.remote_hello.get("link"),
                          connection.remote_hello.get("siteName"), serial)

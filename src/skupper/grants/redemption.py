@@ -106,6 +106,20 @@ class Verdict:
     needs_credential: bool = False
 
 
+GRANT_UNIT_PREFIX = "skupper-grant:"
+
+
+def grant_unit(grant_id: str) -> str:
+    """The OU of a link certificate: which grant it was issued from."""
+    return GRANT_UNIT_PREFIX + grant_id
+
+
+def grant_of_unit(unit: str | None) -> str | None:
+    if unit and unit.startswith(GRANT_UNIT_PREFIX):
+        return unit[len(GRANT_UNIT_PREFIX):]
+    return None
+
+
 def is_revoked(grant: Resource) -> bool:
     annotations = grant.get("metadata", {}).get("annotations") or {}
     return REVOKED_ANNOTATION in annotations
@@ -151,8 +165,6 @@ def judge(
     else:
         outcome = "redeemed"
         status["redemptions"] = made + 1
-        # Every certificate ever issued, so that revoking the grant can revoke them all.
-        status.setdefault("issuedCertificates", []).append(format(credential.serial, "x"))
     _record(status, request, now, outcome, credential if refusal is None else None)
     return Verdict(credential=None if refusal else credential, refusal=refusal)
 
@@ -189,10 +201,13 @@ async def find_grant(store: Store, grant_id: str) -> Resource:
 async def redeem(
     store: Store,
     request: RedemptionRequest,
-    issue: Callable[[str], Credential],
+    issue: Callable[[str, str], Credential],
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Credential:
     """Run one redemption; raise Refusal for every refusal.
+
+    ``issue(subject, grant_id)`` makes the credential; the certificate names its grant,
+    so revoking the grant revokes it.
 
     A first look at a snapshot decides whether to make a credential at all, so only a
     caller with the right code makes this site sign anything, and the store's write lock
@@ -204,7 +219,7 @@ async def redeem(
     name = str(snapshot["metadata"]["name"])
     credential: Credential | None = None
     if judge(snapshot, request, now(), None).needs_credential:
-        credential = await asyncio.to_thread(issue, request.subject)
+        credential = await asyncio.to_thread(issue, request.subject, request.grant_id)
     for _ in range(2):
         offered = credential
 
@@ -220,7 +235,7 @@ async def redeem(
         if verdict.credential is not None:
             return verdict.credential
         # The grant became redeemable between the looks (a refund): sign and go again.
-        credential = await asyncio.to_thread(issue, request.subject)
+        credential = await asyncio.to_thread(issue, request.subject, request.grant_id)
     raise Refusal(503, "Internal error")
 
 

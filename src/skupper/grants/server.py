@@ -44,7 +44,7 @@ CONNECTION_DEADLINE_SECONDS = 10.0
 @dataclass
 class GrantServerContext:
     store: Store
-    issue: Callable[[str], Credential]
+    issue: Callable[[str, str], Credential]
     site_ca_pem: Callable[[], bytes]
     endpoints: Callable[[], list[dict[str, Any]]]
 

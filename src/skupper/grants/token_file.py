@@ -99,6 +99,9 @@ def _load_single_document(file: str, text: str) -> Any:
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
         raise _bad(file, f"it is not valid YAML ({first})") from None
+    except RecursionError:
+        # PyYAML composes nested collections recursively; a token is three levels deep.
+        raise _bad(file, "it is nested far too deeply to be a token") from None
     if len(documents) != 1:
         raise _bad(file, f"it holds {len(documents)} YAML documents; a token is exactly one")
     return documents[0]
@@ -176,7 +179,7 @@ def _check_url(file: str, url: str) -> None:
 def _check_ca(file: str, ca: str) -> None:
     import ssl
 
-    if "-----BEGIN CERTIFICATE-----" not in ca:
+    if "-----BEGIN CERTIFICATE-----" not in ca or not ca.isascii():
         raise _bad(file, "spec.ca is not a PEM certificate")
     try:
         ssl.create_default_context(cadata=ca)

@@ -26,10 +26,16 @@ STATUS_EXTENSIONS: dict[str, dict[str, Any]] = {
         },
         "ledgerDropped": {"type": "integer"},
         "wrongCodes": {"type": "integer"},
-        "issuedCertificates": _STRINGS,
         "distrustedCertificates": _STRINGS,
     },
     "Site": {
+        "revokedGrants": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {key: _STRING for key in ("uid", "name", "time")},
+            },
+        },
         "revokedCertificates": {
             "type": "array",
             "items": {

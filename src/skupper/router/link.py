@@ -65,6 +65,8 @@ class LinkConnection:
         self.session = yamux.Session(is_client)
         self.streams: dict[int, LinkStream] = {}
         self.remote_hello: dict[str, Any] = {}
+        # The OU of the peer's certificate (which grant issued it), set by the listener.
+        self.peer_unit: str | None = None
         self._hello_stream: asyncio.Future[LinkStream] = asyncio.get_running_loop().create_future()
         self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[Any]] = set()

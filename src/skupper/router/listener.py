@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from skupper.certs.tls import peer_certificate_serial
+from skupper.certs.tls import peer_certificate_serial, peer_organizational_unit
 from skupper.router.link import REVOKED_MESSAGE, LinkClosed, LinkConnection, StreamHandler
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # Called with the connection and its peer's certificate serial once the hello is done,
 # and with the same connection and None once it has closed.
 IncomingHandler = Callable[[LinkConnection, int | None], None]
-# Whether a certificate serial has been revoked at this site.
-RevocationCheck = Callable[[int | None], bool]
+# Whether a certificate (its serial, and the OU that names its grant) is revoked here.
+RevocationCheck = Callable[[int | None, str | None], bool]
 
 
 class LinkListener:
@@ -39,7 +39,7 @@ class LinkListener:
         is_revoked: RevocationCheck | None = None,
     ) -> None:
         self.role = role
-        self._is_revoked = is_revoked or (lambda _serial: False)
+        self._is_revoked = is_revoked or (lambda _serial, _unit: False)
         self._local_hello = local_hello
         self._on_incoming = on_incoming
         self._on_stream = on_stream
@@ -61,7 +61,8 @@ class LinkListener:
         ssl_object = writer.get_extra_info("ssl_object")
         serial = peer_certificate_serial(ssl_object) if ssl_object else None
         peer = writer.get_extra_info("peername")  # now: the transport may be gone later
-        revoked = self._is_revoked(serial)
+        unit = peer_organizational_unit(ssl_object) if ssl_object else None
+        revoked = self._is_revoked(serial, unit)
         hello = {**self._local_hello(), "role": self.role}
         if revoked:
             hello["error"] = REVOKED_MESSAGE  # the dialer reads this and stops redialing
@@ -83,6 +84,7 @@ class LinkListener:
         log.info("%s link %s from site %s accepted (certificate serial %x)", self.role,
                  remote.get("link"), remote.get("siteName"), serial or 0)
         self._connections.add(connection)
+        connection.peer_unit = unit
         if self._on_incoming:
             self._on_incoming(connection, serial)
         try:
