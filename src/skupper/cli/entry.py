@@ -11,6 +11,8 @@ SHORT_HELP = {
     "access-token": "Issue access tokens (and redeem them at remote sites).",
     "access-grant": "Inspect and delete the access grants of the current site.",
     "link": "Inspect and delete links to remote sites.",
+    "listener": "Bind a local port to a service in the network (by routing key).",
+    "connector": "Offer a local server to the network (by routing key).",
     "system": "Start, stop and inspect the site daemon of a namespace.",
     "version": "Show the version of this skupper.",
 }

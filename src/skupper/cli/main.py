@@ -19,6 +19,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "access-grant": ("skupper.cli.grant", "access_grant"),
     "grant": ("skupper.cli.grant", "access_grant"),
     "link": ("skupper.cli.link", "link"),
+    "listener": ("skupper.cli.listener", "listener"),
+    "connector": ("skupper.cli.connector", "connector"),
     "system": ("skupper.cli.system", "system"),
     "version": ("skupper.cli.version", "version"),
 }

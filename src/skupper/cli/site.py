@@ -192,9 +192,16 @@ async def _status(target: Target, output: str | None) -> None:
     table(
         ["NAME", "STATUS", "SITES-IN-NETWORK", "SERVICES-IN-NETWORK", "LINK-ACCESS", "MESSAGE"],
         [[current["metadata"]["name"], state, st.get("sitesInNetwork", 1) if running else "-",
-          sum(len(n.get("services") or []) for n in st.get("network") or []), endpoints,
+          _services_in_network(st) if running else "-", endpoints,
           st.get("message", "") if running else "the site daemon is not running"]],
     )
+
+
+def _services_in_network(status: dict[str, object]) -> int:
+    """Distinct routing keys with a connector at some site in the (reachable) network."""
+    network = status.get("network") or []
+    return len({svc.get("routingKey") for entry in network  # type: ignore[union-attr]
+                for svc in entry.get("services") or [] if svc.get("connectors")})
 
 
 def _mark_stopped(current: dict[str, object]) -> None:

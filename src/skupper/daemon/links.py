@@ -35,6 +35,11 @@ class LinkManager:
         self._incoming_serials: dict[LinkConnection, int] = {}
         self._revoked_serials: set[int] = set()
         self._revoked_grants: set[str] = set()
+        # Service traffic (daemon.services.ServiceRouter), set by the daemon: told of every
+        # link that comes and goes, handed every stream a peer opens.
+        self.services: Any = None
+        self._costs: dict[str, int] = {}
+        self._outgoing_connections: dict[str, LinkConnection] = {}
 
     # -- who we are ---------------------------------------------------------------------
 
@@ -42,6 +47,8 @@ class LinkManager:
         first = not self._site
         self._site = {"siteId": str(site["metadata"].get("uid", "")),
                       "siteName": str(site["metadata"]["name"])}
+        if self.services is not None:
+            self.services.set_site(self._site["siteId"], self._site["siteName"])
         if first:
             # Replace whatever network an earlier run of the daemon left in the status.
             self._update_network()
@@ -56,15 +63,18 @@ class LinkManager:
         endpoint = dial_endpoint(link)
         assert endpoint is not None  # checked by the reconciler
         config = (endpoint["host"], int(endpoint["port"]), credentials["tls.crt"],
-                  credentials["tls.key"], credentials["ca.crt"], self._site.get("siteId"))
+                  credentials["tls.key"], credentials["ca.crt"], self._site.get("siteId"),
+                  _cost(link))
         current = self._dialers.get(name)
         if current is not None and current[2] == config:
             return
         await self.remove_link(name)
         tls = client_context(credentials["ca.crt"], cert_pem=credentials["tls.crt"],
                              key_pem=credentials["tls.key"])
+        self._costs[name] = _cost(link)
         dialer = Dialer(name, DialTarget(endpoint["host"], int(endpoint["port"]), tls),
-                        self.local_hello(), self._report)
+                        self.local_hello(), self._report,
+                        on_stream=self._on_stream, on_connection=self._on_connection)
         task = asyncio.create_task(dialer.run(), name=f"dial-{name}")
         self._dialers[name] = (dialer, task, config)
         self._report(name, LinkReport(False, "Connecting"))
@@ -78,6 +88,21 @@ class LinkManager:
             await entry[1]
         self._outgoing.pop(name, None)
         self._update_network()
+
+    async def _on_stream(self, stream: Any) -> None:
+        if self.services is not None:
+            await self.services.on_stream(stream)
+        else:
+            stream.reset()
+
+    def _on_connection(self, name: str, connection: LinkConnection | None) -> None:
+        if self.services is None:
+            return
+        if connection is not None:
+            self._outgoing_connections[name] = connection
+            self.services.link_up(connection, outgoing=True, cost=self._costs.get(name, 1))
+        elif (old := self._outgoing_connections.pop(name, None)) is not None:
+            self.services.link_down(old)
 
     async def stop(self) -> None:
         for name in list(self._dialers):
@@ -110,9 +135,14 @@ class LinkManager:
         if serial is None:
             self._incoming.pop(connection, None)
             self._incoming_serials.pop(connection, None)
+            if self.services is not None:
+                self.services.link_down(connection)
         else:
             self._incoming[connection] = dict(connection.remote_hello)
             self._incoming_serials[connection] = serial
+            if self.services is not None:
+                connection.set_stream_handler(self.services.on_stream)
+                self.services.link_up(connection, outgoing=False)
         self._update_network()
 
     # -- revocation -------------------------------------------------------------------
@@ -146,6 +176,9 @@ class LinkManager:
 
     # -- the site's view of the network ---------------------------------------------
 
+    def refresh_network(self) -> None:
+        self._update_network()
+
     def _update_network(self) -> None:
         site_name = self._site.get("siteName")
         if not site_name:
@@ -171,6 +204,8 @@ class LinkManager:
             "namespace": self._namespace, "platform": "systemd", "version": __version__,
             "links": links,
         }] + [{"id": rid, "name": rname} for rid, rname in sorted(remotes.items())]
+        if self.services is not None:
+            network = self.services.network(network[0], network[1:])
 
         def change(site: Resource) -> None:
             status = site.setdefault("status", {})
@@ -178,3 +213,10 @@ class LinkManager:
             status["sitesInNetwork"] = len(network)
 
         self._writer.submit("Site", site_name, change)
+
+
+def _cost(link: Resource) -> int:
+    try:
+        return max(1, int(link.get("spec", {}).get("cost") or 1))
+    except (TypeError, ValueError):
+        return 1

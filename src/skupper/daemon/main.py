@@ -15,9 +15,11 @@ from skupper.base.files import ensure_private_dir, write_private
 from skupper.controller.grant import GrantReconciler
 from skupper.controller.link import LinkReconciler
 from skupper.controller.loop import Controller
+from skupper.controller.service import ServiceReconciler
 from skupper.controller.site import SiteReconciler
 from skupper.daemon.link_access import DaemonLinkAccess
 from skupper.daemon.links import LinkManager
+from skupper.daemon.services import ServiceRouter
 from skupper.daemon.status_writer import StatusWriter
 from skupper.platforms.local import NamespacePaths
 from skupper.store.secrets import FileSecretStore
@@ -42,6 +44,9 @@ async def serve(paths: NamespacePaths) -> None:
     secrets = FileSecretStore(paths.secrets)
     writer = StatusWriter(store)
     links = LinkManager(writer, paths.namespace)
+    services = ServiceRouter(paths.namespace)
+    links.services = services
+    services.refresh_network = links.refresh_network
     link_access = DaemonLinkAccess(store, paths.ports_file, links)
     controller: Controller
 
@@ -51,11 +56,23 @@ async def serve(paths: NamespacePaths) -> None:
     sites = SiteReconciler(store, secrets, link_access, paths.namespace)
     grants = GrantReconciler(store, link_access, schedule_grant)
     link_reconciler = LinkReconciler(store, secrets, links)
+    service_reconciler = ServiceReconciler(store, services)
     controller = Controller(
         store,
         {"Site": sites.reconcile, "AccessGrant": grants.reconcile,
-         "Link": link_reconciler.reconcile},
+         "Link": link_reconciler.reconcile,
+         "Listener": service_reconciler.reconcile_listener,
+         "Connector": service_reconciler.reconcile_connector},
     )
+
+    def network_changed() -> None:
+        # Matched conditions follow what the network offers now.
+        for kind, names in (("Listener", services.bridge.listener_names),
+                            ("Connector", services.bridge.connector_names)):
+            for name in names():
+                controller.enqueue(kind, name)
+
+    services.notify = network_changed
 
     async def after_site() -> None:
         site = await sites.current_site()
@@ -82,6 +99,7 @@ async def serve(paths: NamespacePaths) -> None:
             task.cancel()
         await asyncio.gather(runner, stopper, return_exceptions=True)
         await links.stop()
+        await services.stop()
         await link_access.disable()
         await writer.flush_and_stop()
         store.close()

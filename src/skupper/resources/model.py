@@ -11,7 +11,7 @@ VERSION = "v2alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 # Kinds this project stores. Secrets are kept beside them (store.secrets), not here.
-KINDS = ("Site", "AccessGrant", "AccessToken", "Link", "RouterAccess")
+KINDS = ("Site", "AccessGrant", "AccessToken", "Link", "RouterAccess", "Listener", "Connector")
 
 Resource = dict[str, Any]
 

@@ -51,6 +51,19 @@ class LinkStream:
     # -- used by applications ------------------------------------------------------
 
     @property
+    def link(self) -> LinkConnection:
+        return self._link
+
+    def send_now(self, data: bytes) -> None:
+        """Queue ``data`` without waiting; it must fit the send window (a new stream's
+        first few bytes always do). Raises StreamReset otherwise."""
+        if self._error is not None:
+            raise StreamReset(self._error)
+        if self._link.session.send(self.stream_id, data) != len(data):
+            raise StreamReset("the stream's send window is too small")
+        self._link.flush()
+
+    @property
     def at_eof(self) -> bool:
         return self._eof and not self._buffer
 

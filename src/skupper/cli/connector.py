@@ -1,0 +1,11 @@
+"""``skupper connector``: offer a local server to listeners anywhere in the network."""
+
+from __future__ import annotations
+
+from skupper.cli.service_commands import Kind, build_group
+
+# A local site's servers usually run on the same machine.
+CONNECTOR = Kind("Connector", "connector", "127.0.0.1", "hasMatchingListener",
+                 "MATCHING-LISTENER")
+
+connector = build_group(CONNECTOR, "Offer a local server to the network (by routing key).")

@@ -1,0 +1,11 @@
+"""``skupper listener``: local endpoints for services offered by connectors elsewhere."""
+
+from __future__ import annotations
+
+from skupper.cli.service_commands import Kind, build_group
+
+# Upstream's default on non-Kubernetes platforms: clients anywhere at the site may connect.
+LISTENER = Kind("Listener", "listener", "0.0.0.0", "hasMatchingConnector",
+                "MATCHING-CONNECTOR")
+
+listener = build_group(LISTENER, "Bind a local port to a service in the network (by routing key).")

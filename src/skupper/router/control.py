@@ -1,0 +1,253 @@
+"""Network-wide advertisements: one control stream per link, adverts flooded to all.
+
+Every stream a router opens on a link starts with one JSON header line saying what it
+is (``{"t": "ctl"}`` for control, ``{"t": "tcp", ...}`` for an application
+connection, see ``router.bridge``). The control stream of a link is opened by the
+*accepting* side, once its stream handler is in place; the dialing side has its
+handler from the start, so no stream can arrive before someone is there to take it.
+
+On the control stream each side sends JSON lines: first ``{"op": "link", "cost": N}``
+(the dialer knows the Link's cost; the link's cost is the larger of the two), then
+``{"op": "ad", "ad": {...}}`` for every advert it holds, and from then on every newer
+advert it learns from any other link (flooding; the sequence number stops echoes).
+A site's own advert changes when its links or its services change; the sites that
+lose their path to it stop routing to it (``router.routing``).
+
+Memory is bounded: per link, at most one pending advert per site (a newer one
+replaces an older one not yet sent), and lines are limited in size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from skupper.router.link import LinkConnection
+from skupper.router.routing import AdError, RoutingTable, Service, SiteAd
+from skupper.router.stream import LinkStream, StreamReset
+
+log = logging.getLogger(__name__)
+
+HEADER_CONTROL = "ctl"
+# A stream's first line; a few hundred bytes in practice.
+MAX_HEADER_BYTES = 4096
+# One advert line: a site with many services is a few tens of KiB.
+MAX_CONTROL_LINE = 512 * 1024
+
+
+def encode_line(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+
+async def read_header(stream: LinkStream) -> dict[str, Any]:
+    """The stream's header line as a dict; StreamReset if it is missing or malformed."""
+    line = await stream.readline(MAX_HEADER_BYTES)
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        raise StreamReset("malformed stream header") from None
+    if not isinstance(doc, dict):
+        raise StreamReset("malformed stream header")
+    return doc
+
+
+@dataclass(eq=False)
+class _Peer:
+    conn: LinkConnection
+    site_id: str
+    up: bool = False  # the link manager reported it operational
+    cost: int = 1  # what this side knows of the link's cost
+    remote_cost: int = 0
+    stream: LinkStream | None = None
+    opened_here: bool = False  # we opened the control stream, so we write its header
+    ready: bool = False  # the peer's "link" line arrived: usable for routing
+    pending: dict[str, SiteAd] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def link_cost(self) -> int:
+        return max(self.cost, self.remote_cost, 1)
+
+
+class ControlPlane:
+    """The routing table of this site, kept current over the control streams."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self.table = RoutingTable("")
+        self._peers: dict[LinkConnection, _Peer] = {}
+        self._local: tuple[str, str, str] | None = None  # id, name, namespace
+        self._services: dict[str, Service] = {}
+        # Newer wins everywhere; starting from the clock makes a restarted site's adverts
+        # newer than those its previous run left in the network.
+        self._seq = time.time_ns() // 1000
+
+    # -- the local site ----------------------------------------------------------------
+
+    @property
+    def local_id(self) -> str:
+        return self._local[0] if self._local else ""
+
+    def set_local(self, site_id: str, name: str, namespace: str) -> None:
+        if self._local == (site_id, name, namespace):
+            return
+        self._local = (site_id, name, namespace)
+        self._advertise()
+
+    def set_services(self, services: dict[str, Service]) -> None:
+        if services == self._services:
+            return
+        self._services = dict(services)
+        self._advertise()
+
+    def _advertise(self) -> None:
+        """Build our advert from the links and services we have now, and flood it."""
+        if self._local is None:
+            return
+        links: dict[str, int] = {}
+        for peer in self._peers.values():
+            if peer.ready and peer.site_id and peer.site_id != self._local[0]:
+                links[peer.site_id] = min(links.get(peer.site_id, peer.link_cost),
+                                          peer.link_cost)
+        self._seq += 1
+        ad = SiteAd(self._local[0], self._local[1], self._seq, self._local[2],
+                    links, self._services)
+        self.table.set_local(ad)
+        self._flood(ad, source=None)
+        self._on_change()
+
+    def _flood(self, ad: SiteAd, source: _Peer | None) -> None:
+        for peer in self._peers.values():
+            if peer is not source and peer.stream is not None:
+                peer.pending[ad.site_id] = ad
+                peer.wake.set()
+
+    # -- links -------------------------------------------------------------------------
+
+    def link_up(self, conn: LinkConnection, *, outgoing: bool, cost: int = 1) -> None:
+        """A link is operational. The accepting side opens its control stream now."""
+        peer = self._peer(conn)
+        peer.up, peer.cost = True, max(1, int(cost))
+        if not outgoing and peer.stream is None:
+            try:
+                stream = conn.open_stream()
+            except Exception as exc:  # the link closed meanwhile: link_down follows
+                log.debug("no control stream on a closing link: %s", exc)
+                return
+            peer.stream, peer.opened_here = stream, True
+        self._maybe_start(peer)
+
+    def link_down(self, conn: LinkConnection) -> None:
+        peer = self._peers.pop(conn, None)
+        if peer is None:
+            return
+        for task in peer.tasks:
+            task.cancel()
+        if peer.ready:
+            self._advertise()
+
+    async def accept(self, stream: LinkStream) -> None:
+        """The peer opened this link's control stream (we are the dialing side)."""
+        peer = self._peer(stream.link)
+        if peer.stream is not None:
+            stream.reset()
+            return
+        peer.stream = stream
+        self._maybe_start(peer)
+
+    def connection_to(self, site_id: str) -> LinkConnection | None:
+        """The cheapest ready link to the neighbour ``site_id``."""
+        best: _Peer | None = None
+        for peer in self._peers.values():
+            if peer.ready and peer.site_id == site_id and not peer.conn.is_closed and (
+                    best is None or peer.link_cost < best.link_cost):
+                best = peer
+        return best.conn if best else None
+
+    def _peer(self, conn: LinkConnection) -> _Peer:
+        peer = self._peers.get(conn)
+        if peer is None:
+            peer = _Peer(conn, str(conn.remote_hello.get("siteId", "")))
+            self._peers[conn] = peer
+        return peer
+
+    def _maybe_start(self, peer: _Peer) -> None:
+        if not peer.up or peer.stream is None or peer.tasks:
+            return
+        peer.site_id = str(peer.conn.remote_hello.get("siteId", ""))
+        loop = asyncio.get_running_loop()
+        peer.tasks = [loop.create_task(self._write_loop(peer), name="control-write"),
+                      loop.create_task(self._read_loop(peer), name="control-read")]
+
+    # -- the control stream --------------------------------------------------------------
+
+    async def _write_loop(self, peer: _Peer) -> None:
+        assert peer.stream is not None
+        stream = peer.stream
+        first = [encode_line({"t": HEADER_CONTROL})] if peer.opened_here else []
+        first.append(encode_line({"op": "link", "cost": peer.cost}))
+        reachable = set(self.table.reachable)
+        first += [encode_line({"op": "ad", "ad": ad.to_wire()})
+                  for site_id, ad in self.table.ads.items() if site_id in reachable]
+        try:
+            await stream.write(b"".join(first))
+            while True:
+                await peer.wake.wait()
+                peer.wake.clear()
+                batch, peer.pending = list(peer.pending.values()), {}
+                if batch:
+                    await stream.write(b"".join(
+                        encode_line({"op": "ad", "ad": ad.to_wire()}) for ad in batch))
+        except (StreamReset, ConnectionError) as exc:
+            self._broken(peer, f"the link's control stream failed: {exc}")
+
+    async def _read_loop(self, peer: _Peer) -> None:
+        assert peer.stream is not None
+        stream = peer.stream
+        try:
+            while True:
+                line = await stream.readline(MAX_CONTROL_LINE)
+                self._handle(peer, json.loads(line))
+        except (StreamReset, ConnectionError) as exc:
+            self._broken(peer, f"the link's control stream ended: {exc}")
+        except (ValueError, AdError) as exc:
+            self._broken(peer, f"the remote site sent a malformed advert: {exc}")
+
+    def _handle(self, peer: _Peer, message: Any) -> None:
+        if not isinstance(message, dict):
+            raise AdError("a control message must be an object")
+        op = message.get("op")
+        if op == "link":
+            cost = message.get("cost")
+            peer.remote_cost = cost if isinstance(cost, int) and 0 <= cost <= 1_000_000 else 1
+            if not peer.ready:
+                peer.ready = True
+                self._advertise()
+        elif op == "ad":
+            ad = SiteAd.from_wire(message.get("ad"))
+            if self.table.update(ad):
+                self._flood(ad, source=peer)
+                self._on_change()
+        # Unknown operations are ignored, so newer sites can add some.
+
+    def _broken(self, peer: _Peer, reason: str) -> None:
+        """A link without its control stream cannot route: close it (it is redialed)."""
+        if self._peers.get(peer.conn) is not peer:
+            return
+        log.warning("%s; closing the link", reason)
+        peer.conn.close(reason)
+
+    async def stop(self) -> None:
+        tasks = [task for peer in self._peers.values() for task in peer.tasks]
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._peers.clear()
