@@ -1,0 +1,575 @@
+"""The grant server against malformed and hostile HTTP, in-process on 127.0.0.1.
+
+A real GrantServer (aiohttp, TLS 1.3) runs on an event loop in a background thread,
+over an SqliteStore in a temp folder and certificates from skupper.certs.issue. The
+clients are raw TLS sockets, so the requests can be as wrong as an attacker likes.
+Whatever arrives, the server never answers 5xx unless the credential could not be made,
+and a grant's count never moves without a 200 the client saw (or exceeds its limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+import ssl
+import string
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from skupper.certs.issue import KeyPair, generate_ca, issue_certificate
+from skupper.certs.tls import server_context
+from skupper.grants.redemption import MAX_WRONG_CODES, Credential
+from skupper.grants.server import (
+    MAX_BODY_BYTES,
+    MAX_FIELD_BYTES,
+    MAX_HEADERS,
+    MAX_LINE_BYTES,
+    GrantServer,
+    GrantServerContext,
+)
+from skupper.resources import new_resource
+from skupper.resources.model import format_rfc3339
+from skupper.store.sqlite import SqliteStore
+
+T = TypeVar("T")
+CODE = "Abcdefghijklmnopqrstuvw1"
+NO_CLAIM = "No such claim"
+USED_UP = "No such access granted"
+REFUSED = "Redemption of access token refused"
+
+
+# --- the server, in a thread ---------------------------------------------------------------
+
+
+class Server:
+    """The running grant server and what a test needs to drive it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, store: SqliteStore, port: int,
+                 grant_ca: KeyPair, fail_issue: threading.Event) -> None:
+        self.loop = loop
+        self.store = store
+        self.port = port
+        self.grant_ca = grant_ca
+        # Set to make the next credentials fail, as a broken CA would.
+        self.fail_issue = fail_issue
+        self._names = itertools.count()
+
+    def __repr__(self) -> str:  # Hypothesis prints it with every failing example
+        return f"Server(port={self.port})"
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def grant(self, allowed: int = 1, code: str = CODE, expires_in: float = 600) -> Grant:
+        """A grant as the reconciler leaves it: code, expiry, count 0."""
+        name = f"west-grant-{next(self._names)}"
+
+        async def create() -> dict[str, Any]:
+            created = await self.store.create(
+                new_resource("AccessGrant", name, {"redemptionsAllowed": allowed,
+                                                   "expirationWindow": "15m"}))
+            expires = datetime.now(UTC) + timedelta(seconds=expires_in)
+
+            def status(grant: dict[str, Any]) -> None:
+                grant["status"] = {"code": code, "redemptions": 0,
+                                   "expirationTime": format_rfc3339(expires)}
+
+            await self.store.mutate_status("AccessGrant", name, status)
+            return created
+
+        created = self.call(create())
+        return Grant(self, name, str(created["metadata"]["uid"]), code)
+
+
+@dataclass(repr=False)
+class Grant:
+    server: Server
+    name: str
+    uid: str
+    code: str
+
+    @property
+    def path(self) -> str:
+        return f"/{self.uid}"
+
+    def __repr__(self) -> str:
+        return f"Grant({self.name})"
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.server.call(self.server.store.get("AccessGrant", self.name))["status"])
+
+    @property
+    def count(self) -> int:
+        return int(self.status().get("redemptions") or 0)
+
+    def reset_wrong_codes(self) -> None:
+        def change(grant: dict[str, Any]) -> None:
+            grant["status"]["wrongCodes"] = 0
+
+        self.server.call(self.server.store.mutate_status("AccessGrant", self.name, change))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("grant-server")
+    grant_ca = generate_ca("grant server CA")
+    grant_cert = issue_certificate(grant_ca, "127.0.0.1", usage="server", hosts=["127.0.0.1"])
+    site_ca = generate_ca("site CA")
+    store = SqliteStore(folder / "store.db")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grant-server-loop", daemon=True)
+    thread.start()
+    fail = threading.Event()
+
+    def issue(subject: str, *_grant_id: str) -> Credential:
+        if fail.is_set():
+            raise RuntimeError("the site CA cannot be read")
+        pair = issue_certificate(site_ca, subject, usage="client")
+        return Credential(cert_pem=pair.cert_pem, key_pem=pair.key_pem, serial=pair.serial)
+
+    grant_server = GrantServer(GrantServerContext(
+        store=store, issue=issue, site_ca_pem=lambda: site_ca.cert_pem,
+        endpoints=lambda: [{"name": "inter-router", "host": "127.0.0.1", "port": "55671",
+                            "group": "skupper-router"}],
+    ))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    tls = server_context(grant_cert.cert_pem, grant_cert.key_pem)
+    asyncio.run_coroutine_threadsafe(grant_server.start(sock, tls), loop).result(10)
+    try:
+        yield Server(loop, store, grant_server.port, grant_ca, fail)
+    finally:
+        asyncio.run_coroutine_threadsafe(grant_server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        store.close()
+        sock.close()
+
+
+# --- clients -----------------------------------------------------------------------------
+
+
+def _tls(server: Server) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata=server.grant_ca.cert_pem.decode())
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def exchange(server: Server, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes over a new TLS connection; everything the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as raw, \
+            _tls(server).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(data)
+        chunks = []
+        with contextlib.suppress(ConnectionResetError, ssl.SSLError):
+            while chunk := tls.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    version: str
+    body: str
+
+
+def parse(answer: bytes) -> Answer:
+    """The final response (after any interim 1xx, such as 100 Continue)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    version, status = head.split(b" ", 2)[:2]
+    if status.startswith(b"1") and body:
+        return parse(body)
+    return Answer(int(status), version.decode(), body.decode("utf-8", "replace"))
+
+
+def request(
+    method: str = "POST", path: str = "/", body: bytes = b"", *,
+    headers: list[tuple[str, str]] | None = None, version: str = "HTTP/1.1",
+    content_length: bool = True,
+) -> bytes:
+    lines = [f"{method} {path} {version}", "Host: 127.0.0.1"]
+    for key, value in headers if headers is not None else [("name", "east"),
+                                                            ("subject", "east")]:
+        lines.append(f"{key}: {value}")
+    if content_length:
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def redeem(server: Server, grant: Grant, **kwargs: Any) -> Answer:
+    return parse(exchange(server, request("POST", grant.path, grant.code.encode(), **kwargs)))
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")
+        time.sleep(0.02)
+
+
+# --- methods and paths ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+                                    "PROPFIND"])
+def test_any_method_but_post_is_a_405_and_counts_nothing(server: Server, method: str) -> None:
+    grant = server.grant()
+    answer = parse(exchange(server, request(method, grant.path, grant.code.encode())))
+    assert answer.status == 405, answer
+    assert answer.body.strip() == "Only POST is supported"
+    assert grant.count == 0
+    assert redeem(server, grant).status == 200
+
+
+@pytest.mark.parametrize("method", ["CONNECT", "FOO", "post", "P0ST", "POST\x00"])
+def test_methods_http_does_not_know_are_4xx_and_count_nothing(
+    server: Server, method: str
+) -> None:
+    # aiohttp's parser answers these before the handler: 400 or (CONNECT) 404.
+    grant = server.grant()
+    answer = parse(exchange(server, request(method, grant.path, grant.code.encode())))
+    assert 400 <= answer.status < 500, answer
+    assert grant.count == 0
+
+
+def test_head_is_a_405_without_a_body(server: Server) -> None:
+    grant = server.grant()
+    answer = exchange(server, request("HEAD", grant.path, content_length=False))
+    assert parse(answer).status == 405
+    assert grant.count == 0
+
+
+@pytest.mark.parametrize("path", ["/", "//", "/nope", f"/{uuid.uuid4()}", "/../../etc/passwd",
+                                  "/%2e%2e/x", "/a/b", "/" + "a" * 1000, "*"])
+def test_unknown_paths_are_404_no_such_claim(server: Server, path: str) -> None:
+    grant = server.grant()
+    answer = parse(exchange(server, request("POST", path, grant.code.encode())))
+    assert answer.status in (400, 404), answer
+    if answer.status == 404:
+        assert answer.body.strip() == NO_CLAIM
+    assert grant.count == 0
+
+
+def test_a_path_below_the_grant_is_not_the_grant(server: Server) -> None:
+    grant = server.grant()
+    answer = parse(exchange(server, request("POST", grant.path + "/x", grant.code.encode())))
+    assert (answer.status, answer.body.strip()) == (404, NO_CLAIM)
+    assert grant.count == 0
+
+
+# --- bodies --------------------------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_a_413_and_counts_nothing(server: Server) -> None:
+    grant = server.grant()
+    body = grant.code.encode() + b" " * (MAX_BODY_BYTES + 1 - len(grant.code))
+    answer = parse(exchange(server, request("POST", grant.path, body)))
+    assert answer.status == 413, answer
+    assert grant.count == 0
+    assert grant.status().get("ledger") is None
+
+
+def test_a_body_of_exactly_the_limit_is_read(server: Server) -> None:
+    grant = server.grant()
+    body = grant.code.encode() + b"\n" * (MAX_BODY_BYTES - len(grant.code))
+    answer = parse(exchange(server, request("POST", grant.path, body)))
+    assert answer.status == 200, answer
+    assert grant.count == 1
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(server: Server) -> None:
+    grant = server.grant()
+    chunk = b"A" * 1000
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(5)) + b"0\r\n\r\n"
+    data = request("POST", grant.path, headers=[("name", "east"), ("subject", "east"),
+                                                ("Transfer-Encoding", "chunked")],
+                   content_length=False) + chunks
+    answer = parse(exchange(server, data))
+    assert answer.status == 413, answer
+    assert grant.count == 0
+
+
+def test_a_chunked_body_within_the_limit_redeems(server: Server) -> None:
+    grant = server.grant()
+    code = grant.code.encode()
+    chunks = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (10, code[:10], len(code) - 10, code[10:])
+    data = request("POST", grant.path, headers=[("name", "east"), ("subject", "east"),
+                                                ("Transfer-Encoding", "chunked")],
+                   content_length=False) + chunks
+    assert parse(exchange(server, data)).status == 200
+    assert grant.count == 1
+
+
+def test_an_empty_body_is_a_400(server: Server) -> None:
+    grant = server.grant()
+    answer = parse(exchange(server, request("POST", grant.path, b"")))
+    assert (answer.status, answer.body.strip()) == (400, "Request body not valid")
+    assert grant.count == 0
+
+
+# --- headers -------------------------------------------------------------------------------
+
+_GOOD = [("name", "east"), ("subject", "east")]
+
+MALFORMED: dict[str, bytes] = {
+    "header without colon": b"POST {path} HTTP/1.1\r\nHost: x\r\nname east\r\n"
+                            b"Content-Length: 24\r\n\r\n{code}",
+    "space before colon": b"POST {path} HTTP/1.1\r\nHost: x\r\nname : east\r\n"
+                          b"Content-Length: 24\r\n\r\n{code}",
+    "control character in a name": b"POST {path} HTTP/1.1\r\nHost: x\r\nna\x01me: east\r\n"
+                                   b"Content-Length: 24\r\n\r\n{code}",
+    "NUL in a value": b"POST {path} HTTP/1.1\r\nHost: x\r\nname: ea\x00st\r\n"
+                      b"Content-Length: 24\r\n\r\n{code}",
+    "bare LF line endings": b"POST {path} HTTP/1.1\nHost: x\nname: east\nsubject: east\n"
+                            b"Content-Length: 24\n\n{code}",
+    "Content-Length not a number": b"POST {path} HTTP/1.1\r\nHost: x\r\nname: east\r\n"
+                                   b"Content-Length: twenty\r\n\r\n{code}",
+    "negative Content-Length": b"POST {path} HTTP/1.1\r\nHost: x\r\nname: east\r\n"
+                               b"Content-Length: -24\r\n\r\n{code}",
+    "two Content-Lengths": b"POST {path} HTTP/1.1\r\nHost: x\r\nname: east\r\n"
+                           b"Content-Length: 24\r\nContent-Length: 2\r\n\r\n{code}",
+    "Content-Length and chunked": b"POST {path} HTTP/1.1\r\nHost: x\r\nname: east\r\n"
+                                  b"Content-Length: 24\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                  b"{code}",
+    "unknown transfer coding": b"POST {path} HTTP/1.1\r\nHost: x\r\nname: east\r\n"
+                               b"Transfer-Encoding: gzip\r\n\r\n{code}",
+    "obsolete line folding": b"POST {path} HTTP/1.1\r\nHost: x\r\nname: east\r\n"
+                             b" folded\r\nContent-Length: 24\r\n\r\n{code}",
+    "no request target": b"POST HTTP/1.1\r\nHost: x\r\n\r\n",
+    "unknown HTTP version": b"POST {path} HTTP/9.9\r\nHost: x\r\nContent-Length: 24\r\n\r\n"
+                            b"{code}",
+    "HTTP/2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    "garbage": bytes(range(256)),
+}
+
+
+def _fill(template: bytes, grant: Grant) -> bytes:
+    return template.replace(b"{path}", grant.path.encode()).replace(
+        b"{code}", grant.code.encode())
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_requests_are_4xx_and_count_nothing(server: Server, case: str) -> None:
+    grant = server.grant()
+    answer = exchange(server, _fill(MALFORMED[case], grant))
+    if answer:  # closing without a word is fine too
+        status = parse(answer).status
+        assert 400 <= status < 500 or status == 505, (case, answer[:200])
+    assert grant.count == 0, case
+    assert redeem(server, grant).status == 200  # the server still serves
+
+
+def test_a_header_line_over_the_limit_is_refused(server: Server) -> None:
+    grant = server.grant()
+    answer = exchange(server, request("POST", grant.path, grant.code.encode(),
+                                      headers=[*_GOOD, ("x-pad", "a" * (MAX_FIELD_BYTES + 1))]))
+    assert 400 <= parse(answer).status < 500, answer[:200]
+    assert grant.count == 0
+
+
+def test_a_request_line_over_the_limit_is_refused(server: Server) -> None:
+    grant = server.grant()
+    path = grant.path + "?" + "a" * (MAX_LINE_BYTES + 1)
+    answer = exchange(server, request("POST", path, grant.code.encode()))
+    assert 400 <= parse(answer).status < 500, answer[:200]
+    assert grant.count == 0
+
+
+def test_too_many_headers_are_refused(server: Server) -> None:
+    grant = server.grant()
+    extra = [(f"x-h{i}", "v") for i in range(MAX_HEADERS + 5)]
+    answer = exchange(server, request("POST", grant.path, grant.code.encode(),
+                                      headers=[*_GOOD, *extra]))
+    assert 400 <= parse(answer).status < 500, answer[:200]
+    assert grant.count == 0
+
+
+def test_many_small_headers_within_the_limits_still_redeem(server: Server) -> None:
+    grant = server.grant()
+    extra = [(f"x-h{i}", "v") for i in range(MAX_HEADERS - 6)]
+    assert redeem(server, grant, headers=[*_GOOD, *extra]).status == 200
+
+
+def test_http_1_0_redeems(server: Server) -> None:
+    grant = server.grant()
+    answer = redeem(server, grant, version="HTTP/1.0")
+    assert answer.status == 200, answer
+    assert [d["kind"] for d in yaml.safe_load_all(answer.body)][:2] == ["Secret", "Link"]
+    assert grant.count == 1
+
+
+def test_missing_name_or_subject_headers_are_clear_400s(server: Server) -> None:
+    grant = server.grant()
+    answer = redeem(server, grant, headers=[("subject", "east")])
+    assert answer.status == 400 and "'name'" in answer.body, answer
+    answer = redeem(server, grant, headers=[("name", "east")])
+    assert answer.status == 400 and "'subject'" in answer.body, answer
+    assert grant.count == 0
+
+
+def test_plain_http_on_the_tls_port_gets_nothing(server: Server) -> None:
+    grant = server.grant()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.sendall(request("POST", grant.path, grant.code.encode()))
+        raw.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            data = raw.recv(4096)
+            assert b"HTTP/1.1 200" not in data
+    assert grant.count == 0
+
+
+# --- failures after the count was checked ----------------------------------------------------
+
+
+def test_a_credential_that_cannot_be_made_uses_up_nothing(server: Server) -> None:
+    grant = server.grant(allowed=1)
+    server.fail_issue.set()
+    try:
+        answer = redeem(server, grant)
+    finally:
+        server.fail_issue.clear()
+    assert (answer.status, answer.body.strip()) == (503, "Internal error")
+    status = grant.status()
+    assert status["redemptions"] == 0
+    assert not status.get("issuedCertificates")
+    answer = redeem(server, grant)
+    assert answer.status == 200, answer
+    assert grant.count == 1
+
+
+def test_a_client_gone_before_its_answer_gives_the_redemption_back(server: Server) -> None:
+    grant = server.grant(allowed=1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        tls = _tls(server).wrap_socket(raw, server_hostname="127.0.0.1")
+        tls.sendall(request("POST", grant.path, grant.code.encode(),
+                            headers=[("name", "gone"), ("subject", "gone")]))
+        tls.close()  # before reading a byte: FIN, no close_notify
+
+    def gone() -> dict[str, Any] | None:
+        entries = grant.status().get("ledger") or []
+        return entries[-1] if entries and entries[-1]["outcome"] == "client-gone" else None
+
+    entry = wait_for("the ledger to say client-gone", gone, 5)
+    status = grant.status()
+    assert status["redemptions"] == 0
+    assert status["distrustedCertificates"] == [entry["serial"]]
+    assert redeem(server, grant).status == 200  # the redemption was given back
+    assert grant.count == 1
+
+
+# --- the redemption handler under Hypothesis ---------------------------------------------------
+
+_TOKEN_CHARS = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
+_VALUE_CHARS = st.characters(min_codepoint=0x20, max_codepoint=0xFF,
+                             blacklist_characters="\x7f")
+_HEADER_NAMES = st.one_of(
+    st.sampled_from(["name", "subject", "Name", "SUBJECT", "content-type", "expect",
+                     "connection", "x-forwarded-for", "cookie", "authorization"]),
+    st.text(_TOKEN_CHARS, min_size=1, max_size=20),
+)
+_HEADERS = st.lists(
+    st.tuples(_HEADER_NAMES, st.text(_VALUE_CHARS, max_size=80).map(str.strip)), max_size=8,
+).filter(lambda headers: not any(_known_expect_bug(k, v) for k, v in headers))
+
+
+def _known_expect_bug(key: str, value: str) -> bool:
+    # A non-ASCII Expect value is a known 500 (pinned by its own xfail test below); kept
+    # out of the property so that it keeps watching for other failures.
+    return key.lower() == "expect" and not value.isascii()
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["right", "padded", "near", "random"]))
+    if kind == "right":
+        return CODE.encode()
+    if kind == "padded":
+        return draw(st.sampled_from([b" ", b"\n", b"\r\n", b"\t"])) + CODE.encode() + b"\n"
+    if kind == "near":
+        index = draw(st.integers(0, len(CODE) - 1))
+        return (CODE[:index] + draw(st.sampled_from("aZ9")) + CODE[index + 1:]).encode()
+    return draw(st.binary(max_size=300))
+
+
+class _Seen:
+    grant: Grant | None = None
+    successes = 0
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=_bodies(), headers=_HEADERS,
+       subject=st.one_of(st.just("east"), st.uuids().map(str),
+                         st.text(_VALUE_CHARS, max_size=70).map(str.strip)),
+       name=st.one_of(st.just("east-link"), st.text(_VALUE_CHARS, max_size=70).map(str.strip)))
+def test_random_requests_never_get_a_5xx_and_never_overcount(
+    server: Server, body: bytes, headers: list[tuple[str, str]], subject: str, name: str
+) -> None:
+    allowed = 5
+    if _Seen.grant is None:
+        _Seen.grant = server.grant(allowed=allowed)
+    grant = _Seen.grant
+    grant.reset_wrong_codes()  # keep the right code reachable: the lock is tested elsewhere
+    answer = parse(exchange(server, request(
+        "POST", grant.path, body, headers=[("name", name), ("subject", subject), *headers])))
+    assert answer.status < 500, answer
+    if answer.status == 200:
+        _Seen.successes += 1
+        documents = list(yaml.safe_load_all(answer.body))
+        assert documents[0]["kind"] == "Secret"
+    count = grant.count
+    assert count == _Seen.successes <= allowed
+    if count == allowed and body.strip() == CODE.encode() and answer.status == 404:
+        assert answer.body.strip() == USED_UP
+
+
+def test_ten_wrong_codes_lock_even_the_right_one(server: Server) -> None:
+    grant = server.grant(allowed=3)
+    for _ in range(MAX_WRONG_CODES):
+        answer = parse(exchange(server, request("POST", grant.path, b"W" * 24)))
+        assert (answer.status, answer.body.strip()) == (403, REFUSED)
+    answer = redeem(server, grant)
+    assert answer.status == 403 and "locked" in answer.body, answer
+    status = grant.status()
+    assert status["wrongCodes"] == MAX_WRONG_CODES
+    assert status["redemptions"] == 0
+    assert [e["outcome"] for e in status["ledger"]] == ["refused: locked"]
+
+
+@pytest.mark.parametrize("value", ["100-continue", "something-else"])
+def test_expect_headers_are_answered_without_a_5xx(server: Server, value: str) -> None:
+    grant = server.grant()
+    answer = redeem(server, grant, headers=[*_GOOD, ("Expect", value)])
+    assert answer.status < 500, answer
+    assert grant.count == (1 if answer.status == 200 else 0)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: a non-ASCII Expect header value makes the grant server answer 500: aiohttp's "
+    "default expect handler builds 'Unknown Expect: <value>' and fails to encode the "
+    "surrogate-escaped byte (UnicodeEncodeError); grants/server.py registers no "
+    "expect_handler of its own"))
+def test_a_non_ascii_expect_header_is_not_a_server_error(server: Server) -> None:
+    grant = server.grant()
+    answer = redeem(server, grant, headers=[*_GOOD, ("Expect", "\x80")])
+    assert answer.status < 500, answer
