@@ -515,9 +515,11 @@ def test_new_connections_take_another_path_when_a_link_drops(net: Net) -> None:
              == "No matching connectors", 10)
     row = net.listener_row("a", "alt")
     assert (row["STATUS"], row["MATCHING-CONNECTOR"]) == ("Pending", "false")
-    with connect(port) as sock:
-        sock.sendall(b"anyone?")
-        with pytest.raises((ConnectionResetError, BrokenPipeError)):
-            if sock.recv(10) == b"":
-                raise ConnectionResetError("closed")
+    try:  # an RST (maybe before connect returns), never an answer and never a hang
+        with connect(port, timeout=5) as sock:
+            sock.sendall(b"anyone?")
+            answer = sock.recv(10)
+    except (ConnectionResetError, BrokenPipeError):
+        answer = b""
+    assert answer == b""
     wait_for("a counts 2 sites", lambda: net.site_row("a")["SITES-IN-NETWORK"] == "2", 10)

@@ -26,8 +26,9 @@ import itertools
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from skupper.router.control import ControlPlane, encode_line, read_header
 from skupper.router.link import LinkClosed, LinkConnection
@@ -48,96 +49,283 @@ LISTEN_BACKLOG = 512
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
-class End(Protocol):
-    async def read(self) -> bytes: ...
-    async def write(self, data: bytes) -> None: ...
-    async def shutdown_write(self) -> None: ...
-    def reset(self) -> None: ...
-    def close(self) -> None: ...
+class _Side:
+    """One end of a splice. Data coming *in* at one side goes *out* at its peer.
+
+    ``deliver`` always takes the bytes; it returns False when the side cannot take more
+    for now, and the peer then stops taking bytes in (a TCP socket stops reading, a
+    stream withholds its window credit) until this side calls ``peer.resume_in()``.
+    """
+
+    peer: _Side
+    dead = False
+
+    def deliver(self, data: bytes) -> bool:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """The peer's input ended: half-close our output."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Reset this side (and, through it, the other end of the connection)."""
+        raise NotImplementedError
+
+    def resume_in(self) -> None:
+        raise NotImplementedError
+
+    def fail(self) -> None:
+        """This side broke: reset both sides."""
+        if not self.dead:
+            self.abort()
+        if not self.peer.dead:
+            self.peer.abort()
 
 
-class TcpEnd:
-    __slots__ = ("_reader", "_writer")
+class TcpSide(asyncio.Protocol, _Side):
+    """A TCP connection, driven by asyncio's callbacks: no task, no extra wake-up."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, on_made: Callable[[TcpSide], None] | None = None) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._on_made = on_made
+        self._on_closed: Callable[[], None] | None = None
+        self._in_done = False
+        self._out_done = False
+        self._write_paused = False
+        self._early: list[bytes] = []  # before the peer exists (tiny: reading is paused)
+        self._early_eof = False
+        self.peer_ready = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    async def read(self) -> bytes:
-        return await self._reader.read(READ_CHUNK)
+    # -- asyncio.Protocol ------------------------------------------------------------
 
-    async def write(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.dead:  # aborted before the socket was ours
+            self.dead = False
+            self.abort()
+            return
+        if not self.peer_ready:
+            transport.pause_reading()
+        if self._on_made is not None:
+            self._on_made(self)
 
-    async def shutdown_write(self) -> None:
-        if not self._writer.is_closing() and self._writer.can_write_eof():
-            self._writer.write_eof()
+    def data_received(self, data: bytes) -> None:
+        if not self.peer_ready:
+            self._early.append(data)
+            return
+        if not self.peer.deliver(data) and self.transport is not None:
+            self.transport.pause_reading()
 
-    def reset(self) -> None:
+    def eof_received(self) -> bool:
+        self._in_done = True
+        if not self.peer_ready:
+            self._early_eof = True
+            return True
+        self.peer.finish()
+        self._maybe_close()
+        return True  # keep the socket open for our half
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_dead, self.dead = self.dead, True
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self._on_closed is not None:
+            self._on_closed()
+            self._on_closed = None
+        if was_dead or not self.peer_ready:
+            return
+        # A reset, or the socket vanished before both directions ended.
+        if (exc is not None or not (self._in_done and self._out_done)) \
+                and not self.peer.dead:
+            self.peer.abort()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.peer_ready and not self.peer.dead:
+            self.peer.resume_in()
+
+    # -- _Side -----------------------------------------------------------------------
+
+    def start(self, peer: _Side) -> None:
+        """The peer exists: pass on what arrived meanwhile and start reading."""
+        self.peer, self.peer_ready = peer, True
+        early, self._early = self._early, []
+        for data in early:
+            peer.deliver(data)
+        if self._early_eof:
+            peer.finish()
+        elif self.transport is not None and not self.dead:
+            self.transport.resume_reading()
+
+    def deliver(self, data: bytes) -> bool:
+        if self.dead or self.transport is None:
+            return True
+        self.transport.write(data)
+        return not self._write_paused
+
+    def finish(self) -> None:
+        if self.dead or self.transport is None:
+            return
+        self._out_done = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._maybe_close()
+
+    def abort(self) -> None:
         """Abort with an RST so the other end sees a reset, not an orderly close."""
-        sock = self._writer.get_extra_info("socket")
+        if self.dead:
+            return
+        self.dead = True
+        if self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        self._writer.transport.abort()
+        self.transport.abort()
 
-    def close(self) -> None:
-        self._writer.close()
+    def resume_in(self) -> None:
+        if not self.dead and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _maybe_close(self) -> None:
+        if self._in_done and self._out_done and self.transport is not None:
+            self.transport.close()
 
 
-class StreamEnd:
-    __slots__ = ("stream",)
+class StreamSide(_Side):
+    """A link stream in push mode (``LinkStream.attach``)."""
 
     def __init__(self, stream: LinkStream) -> None:
         self.stream = stream
+        self._held: list[bytes | memoryview] = []  # accepted, waiting for window
+        self._finish_pending = False
+        self._uncredited = 0  # delivered while the peer asked us to hold back
+        self._holding = False
 
-    async def read(self) -> bytes:
-        return await self.stream.read(READ_CHUNK)
+    def start(self, peer: _Side) -> None:
+        self.peer = peer
+        self.stream.attach(self)
+        self._push_held()
 
-    async def write(self, data: bytes) -> None:
-        await self.stream.write(data)
+    # -- from the stream ---------------------------------------------------------------
 
-    async def shutdown_write(self) -> None:
-        await self.stream.close()
-
-    def reset(self) -> None:
-        self.stream.reset()
-
-    def close(self) -> None:
-        pass  # a stream is freed once both sides finished (or it was reset)
-
-
-async def _pump(src: End, dst: End) -> None:
-    while data := await src.read():
-        await dst.write(data)
-    await dst.shutdown_write()
-
-
-async def splice(a: End, b: End) -> None:
-    """Copy a->b and b->a until both directions ended; a reset ends both with a reset."""
-    forward = asyncio.ensure_future(_pump(a, b))
-    backward = asyncio.ensure_future(_pump(b, a))
-    failed = False
-    try:
-        done, _ = await asyncio.wait((forward, backward),
-                                     return_when=asyncio.FIRST_EXCEPTION)
-        failed = any(t.exception() is not None for t in done)
-    except asyncio.CancelledError:
-        failed = True
-        raise
-    finally:
-        for task in (forward, backward):
-            if not task.done():
-                task.cancel()
-        if failed:
-            a.reset()
-            b.reset()
+    def stream_data(self, data: bytes) -> None:
+        if self.peer.dead:
+            return
+        if self.peer.deliver(data) and not self._holding:
+            self.stream.consume(len(data))
         else:
-            a.close()
-            b.close()
-        # Retrieve the outcome so no "exception never retrieved" is logged.
-        await asyncio.gather(forward, backward, return_exceptions=True)
+            self._holding = True
+            self._uncredited += len(data)
+
+    def stream_eof(self) -> None:
+        if not self.peer.dead:
+            self.peer.finish()
+
+    def stream_reset(self, reason: str) -> None:
+        self.dead = True
+        if not self.peer.dead:
+            self.peer.abort()
+
+    def stream_writable(self) -> None:
+        self._push_held()
+
+    # -- _Side -------------------------------------------------------------------------
+
+    def deliver(self, data: bytes) -> bool:
+        if self.dead:
+            return True
+        if self._held:
+            self._held.append(data)
+            return False
+        try:
+            sent = self.stream.send_some(data)
+        except StreamReset:
+            self.fail()
+            return True
+        if sent < len(data):
+            self._held.append(memoryview(data)[sent:])
+            return False
+        if self.stream.link.congested:
+            _after_drain(self.stream.link, self._drained)
+            return False
+        return True
+
+    def _drained(self) -> None:
+        if not self.dead and not self._held and not self.peer.dead:
+            self.peer.resume_in()
+
+    def _push_held(self) -> None:
+        if self.dead or not self._held:
+            return
+        try:
+            while self._held:
+                chunk = self._held[0]
+                sent = self.stream.send_some(chunk)
+                if sent < len(chunk):
+                    self._held[0] = memoryview(chunk)[sent:]
+                    return
+                self._held.pop(0)
+        except StreamReset:
+            self.fail()
+            return
+        if self._finish_pending:
+            self._finish_pending = False
+            self.stream.close_nowait()
+        if not self.peer.dead:
+            self.peer.resume_in()
+
+    def finish(self) -> None:
+        if self.dead:
+            return
+        if self._held:
+            self._finish_pending = True
+        else:
+            self.stream.close_nowait()
+
+    def abort(self) -> None:
+        if not self.dead:
+            self.dead = True
+            self.stream.reset()
+
+    def resume_in(self) -> None:
+        self._holding = False
+        if self._uncredited and not self.dead:
+            count, self._uncredited = self._uncredited, 0
+            self.stream.consume(count)
+
+
+# Links with push-mode senders waiting for their TLS socket to drain.
+_drain_waiters: dict[LinkConnection, list[Callable[[], None]]] = {}
+
+
+def _after_drain(link: LinkConnection, callback: Callable[[], None]) -> None:
+    waiters = _drain_waiters.get(link)
+    if waiters is not None:
+        waiters.append(callback)
+        return
+    _drain_waiters[link] = [callback]
+
+    async def wait() -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await link.drain()
+        finally:
+            for waiting in _drain_waiters.pop(link, []):
+                waiting()
+
+    task = asyncio.ensure_future(wait())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -177,11 +365,9 @@ class ServiceBridge:
             return
         await self.remove_listener(name)
 
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._client(name, reader, writer)
-
-        server = await asyncio.start_server(accept, host, port, reuse_address=True,
-                                            backlog=LISTEN_BACKLOG)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: self._accepted(name), host, port,
+                                          reuse_address=True, backlog=LISTEN_BACKLOG)
         self._listeners[name] = _TcpListener(target, server)
         self._advertise()
 
@@ -223,47 +409,53 @@ class ServiceBridge:
 
     # -- connections ---------------------------------------------------------------------
 
-    async def _client(self, name: str, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        client = TcpEnd(reader, writer)
-        try:
-            listener = self._listeners.get(name)
-            if listener is None:
-                client.reset()
-                return
-            await self._route_client(listener.target.key, client)
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
+    def _accepted(self, name: str) -> TcpSide:
+        """A client connected to listener ``name``: route it once the socket is set up."""
+        return TcpSide(on_made=lambda side: self._spawn(self._route_client(name, side)))
 
-    async def _route_client(self, key: str, client: TcpEnd) -> None:
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _route_client(self, name: str, client: TcpSide) -> None:
+        listener = self._listeners.get(name)
         table = self.control.table
-        route = table.choose(key)
-        if route is None:
-            log.info("no reachable connector for %s: connection refused", key)
-            client.reset()
+        route = table.choose(listener.target.key) if listener is not None else None
+        if listener is None or route is None:
+            if listener is not None:
+                log.info("no reachable connector for %s: connection refused",
+                         listener.target.key)
+            client.abort()
             return
+        key = listener.target.key
         table.opened(route.site_id)
         self.active += 1
-        try:
-            if route.site_id == self.control.local_id:
-                target = await self._connect_local(key)
-                if target is None:
-                    client.reset()
-                    return
-                await splice(client, target)
-                return
-            stream = self._open(route.next_hop, key, route.site_id, MAX_HOPS)
-            if stream is None:
-                client.reset()
-                return
-            await splice(client, StreamEnd(stream))
-        finally:
+
+        def closed() -> None:
             self.active -= 1
             table.closed(route.site_id)
+
+        client._on_closed = closed
+        if client.dead:  # the client left while we were choosing
+            closed()
+            client._on_closed = None
+            return
+        if route.site_id == self.control.local_id:
+            target = await self._connect_local(key)
+            if target is None:
+                client.abort()
+                return
+            client.start(target)
+            target.start(client)
+            return
+        stream = self._open(route.next_hop, key, route.site_id, MAX_HOPS)
+        if stream is None:
+            client.abort()
+            return
+        side = StreamSide(stream)
+        client.start(side)
+        side.start(client)
 
     def _open(self, next_hop: str, key: str, dst: str, hops: int) -> LinkStream | None:
         conn: LinkConnection | None = self.control.connection_to(next_hop)
@@ -271,26 +463,28 @@ class ServiceBridge:
             return None
         try:
             stream = conn.open_stream()
-        except (LinkClosed, Exception) as exc:
+            # The header fits the initial window, so this never waits.
+            stream.send_now(encode_line({"t": HEADER_TCP, "key": key, "dst": dst,
+                                         "hops": hops}))
+        except (LinkClosed, StreamReset, Exception) as exc:
             log.info("cannot open a stream towards %s: %s", dst, exc)
             return None
-        # The header fits the initial window, so this never waits.
-        stream.send_now(encode_line({"t": HEADER_TCP, "key": key, "dst": dst, "hops": hops}))
         return stream
 
-    async def _connect_local(self, key: str) -> TcpEnd | None:
+    async def _connect_local(self, key: str) -> TcpSide | None:
         targets = [t for t in self._connectors.values() if t.key == key]
         if not targets:
             return None
         target = targets[next(self._turn) % len(targets)]
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                reader, writer = await asyncio.open_connection(target.host, target.port)
+                _, side = await loop.create_connection(TcpSide, target.host, target.port)
         except (OSError, TimeoutError) as exc:
             log.info("connector %s cannot reach %s:%d: %s", target.name, target.host,
                      target.port, exc)
             return None
-        return TcpEnd(reader, writer)
+        return side
 
     async def on_stream(self, stream: LinkStream) -> None:
         """Every stream a peer opens on any link comes here first."""
@@ -303,11 +497,7 @@ class ServiceBridge:
         if kind == "ctl":
             await self.control.accept(stream)
         elif kind == HEADER_TCP:
-            self.active += 1
-            try:
-                await self._forward(stream, header)
-            finally:
-                self.active -= 1
+            await self._forward(stream, header)
         else:
             stream.reset()
 
@@ -316,12 +506,16 @@ class ServiceBridge:
         if not isinstance(key, str) or not isinstance(dst, str) or not isinstance(hops, int):
             stream.reset()
             return
+        incoming = StreamSide(stream)
         if dst == self.control.local_id:
             target = await self._connect_local(key)
             if target is None:
                 stream.reset()
                 return
-            await splice(StreamEnd(stream), target)
+            self.active += 1
+            target._on_closed = self._one_less
+            target.start(incoming)
+            incoming.start(target)
             return
         route = self.control.table.route(dst)
         onward = None
@@ -330,4 +524,10 @@ class ServiceBridge:
         if onward is None:
             stream.reset()
             return
-        await splice(StreamEnd(stream), StreamEnd(onward))
+        outgoing = StreamSide(onward)
+        incoming.peer, outgoing.peer = outgoing, incoming
+        incoming.start(outgoing)
+        outgoing.start(incoming)
+
+    def _one_less(self) -> None:
+        self.active -= 1

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 PROTOCOL_NAME = "skupper-py-link"
 PROTOCOL_VERSION = 1
 READ_SIZE = 256 * 1024
+# Receive window we grant each stream: what one slow reader can make us hold. Larger
+# than yamux's 256 KiB start so a busy 2-core machine's scheduling gaps do not stall a
+# bulk stream waiting for credit (measured: bench/bench_services.py).
+STREAM_WINDOW = 4 * 1024 * 1024
+# Bytes queued for the TLS socket above which push-mode stream senders wait for drain.
+CONGESTED_BYTES = 1024 * 1024
 # A hello is a few hundred bytes; the limit keeps a hostile peer from feeding us more.
 MAX_HELLO_BYTES = 4096
 HELLO_TIMEOUT_SECONDS = 10.0
@@ -62,7 +68,7 @@ class LinkConnection:
         self._local_hello = {"protocol": PROTOCOL_NAME, "version": PROTOCOL_VERSION,
                              **local_hello}
         self._on_stream = on_stream
-        self.session = yamux.Session(is_client)
+        self.session = yamux.Session(is_client, initial_window=STREAM_WINDOW)
         self.streams: dict[int, LinkStream] = {}
         self.remote_hello: dict[str, Any] = {}
         # The OU of the peer's certificate (which grant issued it), set by the listener.
@@ -153,6 +159,11 @@ class LinkConnection:
         self.flush()
         return stream
 
+    @property
+    def congested(self) -> bool:
+        """More than CONGESTED_BYTES wait to go out: push-mode senders should ``drain``."""
+        return self._writer.transport.get_write_buffer_size() > CONGESTED_BYTES
+
     def flush(self) -> None:
         data = self.session.data_to_send()
         if data and not self._writer.is_closing():
@@ -211,6 +222,11 @@ class LinkConnection:
     async def _read_loop(self) -> None:
         reason = "the remote site closed the link"
         try:
+            pushed = self._push_reading()
+            if pushed is not None:
+                reason = await pushed
+                self.close(reason, go_away=False)
+                return
             while True:
                 data = await self._reader.read(READ_SIZE)
                 if not data:
@@ -226,6 +242,36 @@ class LinkConnection:
         except ConnectionError as exc:
             reason = f"the connection broke: {exc.strerror or exc}"
         self.close(reason, go_away=False)
+
+    def _push_reading(self) -> asyncio.Future[str] | None:
+        """Take bytes from the transport as they arrive (no read task wake-up per batch).
+
+        The transport's protocol is swapped for one that feeds the session directly and
+        hands write flow control and the close on to the stream protocol, so the writer
+        (and its drain) work as before. Returns a future with the reason the link ended,
+        or None when the transport cannot switch (then the read loop reads).
+        """
+        transport = self._writer.transport
+        original = transport.get_protocol()
+        if not isinstance(original, asyncio.Protocol) or self._reader.exception() is not None:
+            return None
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        transport.set_protocol(_PushProtocol(self, original, done))
+        # Whatever the stream reader already holds goes first.
+        pending = bytes(getattr(self._reader, "_buffer", b""))
+        if pending:
+            self._on_data(pending)
+        if self._reader.at_eof() and not done.done():
+            done.set_result("the remote site closed the link")
+        return done
+
+    def _on_data(self, data: bytes) -> None:
+        if self._closed.done():
+            return
+        self._last_heard = asyncio.get_running_loop().time()
+        for event in self.session.receive_data(data):
+            self._dispatch(event)
+        self.flush()
 
     def _dispatch(self, event: object) -> None:
         match event:
@@ -275,6 +321,41 @@ class LinkConnection:
             counter = (counter + 1) & 0xFFFFFFFF
             self.session.ping(counter)
             self.flush()
+
+
+class _PushProtocol(asyncio.Protocol):
+    """The link's transport protocol once reading is pushed (``_push_reading``)."""
+
+    def __init__(self, link: LinkConnection, original: asyncio.Protocol,
+                 done: asyncio.Future[str]) -> None:
+        self._link = link
+        self._original = original
+        self._done = done
+
+    def data_received(self, data: bytes) -> None:
+        self._link._on_data(data)
+
+    def eof_received(self) -> bool:
+        if not self._done.done():
+            self._done.set_result("the remote site closed the link")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._original.connection_lost(exc)  # wakes the writer's drain and wait_closed
+        if self._done.done():
+            return
+        if isinstance(exc, ssl.SSLError):
+            self._done.set_result(_tls_reason(exc))
+        elif isinstance(exc, OSError):
+            self._done.set_result(f"the connection broke: {exc.strerror or exc}")
+        else:
+            self._done.set_result("the remote site closed the link")
+
+    def pause_writing(self) -> None:
+        self._original.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._original.resume_writing()
 
 
 def _tls_reason(exc: ssl.SSLError) -> str:

@@ -8,7 +8,7 @@ window.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from skupper.router.link import LinkConnection
@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 
 class StreamReset(ConnectionError):
     """The stream was reset, or its link closed, before it finished."""
+
+
+class StreamReceiver(Protocol):
+    """Callbacks for a stream in push mode (``LinkStream.attach``)."""
+
+    def stream_data(self, data: bytes) -> None: ...
+    def stream_eof(self) -> None: ...
+    def stream_reset(self, reason: str) -> None: ...
+    def stream_writable(self) -> None: ...
 
 
 class LinkStream:
@@ -28,31 +37,84 @@ class LinkStream:
         self._eof = False
         self._error: str | None = None
         self._write_closed = False
+        # Set by ``attach``: data goes straight to it (no buffer, no task wake-up).
+        self._receiver: StreamReceiver | None = None
 
     # -- called by the link ---------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
+        if self._receiver is not None:
+            self._receiver.stream_data(data)
+            return
         self._buffer += data
         self._readable.set()
 
     def feed_eof(self) -> None:
         self._eof = True
+        if self._receiver is not None:
+            self._receiver.stream_eof()
         self._readable.set()
 
     def window_opened(self) -> None:
+        if self._receiver is not None:
+            self._receiver.stream_writable()
         self._writable.set()
 
     def abort(self, reason: str) -> None:
-        if self._error is None:
+        first = self._error is None
+        if first:
             self._error = reason
         self._readable.set()
         self._writable.set()
+        if first and self._receiver is not None:
+            self._receiver.stream_reset(reason)
 
     # -- used by applications ------------------------------------------------------
 
     @property
     def link(self) -> LinkConnection:
         return self._link
+
+    def attach(self, receiver: StreamReceiver) -> None:
+        """Hand everything this stream receives to ``receiver`` from now on, at once.
+
+        Bytes already buffered come first. The receiver credits the peer's window with
+        ``consume`` when it has passed bytes on, so flow control still holds.
+        """
+        self._receiver = receiver
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            receiver.stream_data(data)
+        if self._error is not None:
+            receiver.stream_reset(self._error)
+        elif self._eof:
+            receiver.stream_eof()
+
+    def consume(self, count: int) -> None:
+        """Credit ``count`` bytes handed to an attached receiver back to the peer."""
+        self._consumed(count)
+
+    def send_some(self, data: bytes | memoryview) -> int:
+        """Send as much of ``data`` as the window allows, without waiting; the count."""
+        if self._error is not None:
+            raise StreamReset(self._error)
+        session = self._link.session
+        window = session.send_window(self.stream_id)
+        if not window:
+            return 0
+        sent = session.send(self.stream_id, data if len(data) <= window else data[:window])
+        self._link.flush()
+        return sent
+
+    def close_nowait(self) -> None:
+        """Half-close (as ``close``), for callers that cannot await."""
+        if self._write_closed or self._error is not None or self._link.is_closed:
+            return
+        self._write_closed = True
+        if self._link.session.close_stream(self.stream_id):
+            self._link.streams.pop(self.stream_id, None)  # both directions are done
+        self._link.flush()
 
     def send_now(self, data: bytes) -> None:
         """Queue ``data`` without waiting; it must fit the send window (a new stream's
@@ -107,7 +169,7 @@ class LinkStream:
                 raise StreamReset(self._error)
             session = self._link.session
             window = session.send_window(self.stream_id)
-            accepted = session.send(self.stream_id, bytes(view[:window])) if window else 0
+            accepted = session.send(self.stream_id, view[:window]) if window else 0
             if accepted:
                 view = view[accepted:]
                 self._link.flush()
@@ -118,12 +180,7 @@ class LinkStream:
 
     async def close(self) -> None:
         """Half-close: we send no more; the peer may still send."""
-        if self._write_closed or self._error is not None or self._link.is_closed:
-            return
-        self._write_closed = True
-        if self._link.session.close_stream(self.stream_id):
-            self._link.streams.pop(self.stream_id, None)  # both directions are done
-        self._link.flush()
+        self.close_nowait()
 
     def reset(self) -> None:
         if self._error is None and not self._link.is_closed:
