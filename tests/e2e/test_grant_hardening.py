@@ -327,11 +327,6 @@ def test_200_concurrent_redeemers_of_a_5_use_grant_get_exactly_5(
     assert {int(e["serial"], 16) for e in kept} <= serials
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the ledger keeps only the newest 100 entries (LEDGER_LIMIT in "
-    "grants/redemption.py _record), refusals included, so 100 refused attempts with the "
-    "right code push every successful redemption (serial, remote, subject) out of the "
-    "audit trail; successful entries should never be dropped in favour of refusals"))
 def test_a_flood_of_refused_attempts_keeps_every_redemption_in_the_ledger(
     west: Skupper, tmp_path: Path
 ) -> None:
@@ -1002,12 +997,6 @@ def test_keys_certificates_and_the_link_certificate_validity_setting(
         assert b"PRIVATE KEY" in key.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: changing the site setting link-certificate-validity (which only concerns "
-    "certificates issued later) makes DaemonLinkAccess.enable() see a new LinkAccessConfig "
-    "and disable() everything: every established incoming link is closed ('this site "
-    "stopped accepting links') and redialed, and the grant server refuses connections "
-    "while it rebinds"))
 def test_changing_the_certificate_validity_keeps_established_links(
     sites: Skupper, tmp_path: Path
 ) -> None:

@@ -11,14 +11,14 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from skupper.base.files import write_private
 from skupper.base.net import bind_address_for, bind_first_free
-from skupper.certs.issue import KeyPair, issue_certificate
+from skupper.certs.issue import issue_certificate
 from skupper.certs.tls import server_context
 from skupper.controller.runtime import LinkAccessConfig, LinkAccessState
 from skupper.daemon.links import LinkManager
@@ -43,6 +43,7 @@ class DaemonLinkAccess:
         self._state: LinkAccessState | None = None
         self._listeners: list[LinkListener] = []
         self._grant_server: GrantServer | None = None
+        self._validity = timedelta(days=5 * 365)
 
     @property
     def state(self) -> LinkAccessState | None:
@@ -64,7 +65,12 @@ class DaemonLinkAccess:
         return sock
 
     async def enable(self, config: LinkAccessConfig) -> LinkAccessState:
-        if config == self._config and self._state is not None:
+        # A new certificate validity needs no new sockets: links stay up.
+        self._validity = timedelta(seconds=config.link_certificate_validity)
+        if self._config is not None and self._state is not None and replace(
+            config, link_certificate_validity=self._config.link_certificate_validity
+        ) == self._config:
+            self._config = config
             return self._state
         await self.disable()
         bind_host = bind_address_for(config.host, os.environ.get("SKUPPER_BIND_HOST"))
@@ -102,7 +108,7 @@ class DaemonLinkAccess:
         self._grant_server = GrantServer(
             GrantServerContext(
                 store=self._store,
-                issue=_issuer(site_ca, timedelta(seconds=config.link_certificate_validity)),
+                issue=self._issue,
                 site_ca_pem=lambda: site_ca.cert_pem,
                 endpoints=lambda: endpoints,
             )
@@ -121,6 +127,14 @@ class DaemonLinkAccess:
         log.info("link access on %s: %s", bind_host, ports)
         return self._state
 
+    def _issue(self, subject: str, grant_id: str) -> Credential:
+        """A link certificate for a redemption: signed by the site CA, naming its grant."""
+        assert self._config is not None
+        pair = issue_certificate(self._config.site_ca, subject, usage="client",
+                                 validity=self._validity,
+                                 organizational_unit=grant_unit(grant_id))
+        return Credential(cert_pem=pair.cert_pem, key_pem=pair.key_pem, serial=pair.serial)
+
     async def disable(self) -> None:
         if self._grant_server is not None:
             await self._grant_server.stop()
@@ -133,10 +147,4 @@ class DaemonLinkAccess:
         self._config = None
 
 
-def _issuer(site_ca: KeyPair, validity: timedelta) -> Callable[[str, str], Credential]:
-    def issue(subject: str, grant_id: str) -> Credential:
-        pair = issue_certificate(site_ca, subject, usage="client", validity=validity,
-                                 organizational_unit=grant_unit(grant_id))
-        return Credential(cert_pem=pair.cert_pem, key_pem=pair.key_pem, serial=pair.serial)
 
-    return issue

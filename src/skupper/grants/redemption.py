@@ -23,8 +23,9 @@ from skupper.resources import API_VERSION, Resource
 from skupper.resources.model import parse_rfc3339, valid_name
 from skupper.store.interface import NotFound, Store
 
-# The CN of an issued certificate: a DNS-1123 label-ish name or a UUID, nothing else.
-_SUBJECT = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# The CN of an issued certificate: a DNS-1123 name (63 characters at most, so it fits a
+# CN) or a UUID, nothing else.
+_SUBJECT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class Refusal(Exception):
@@ -186,9 +187,12 @@ def _record(
         entry["serial"] = format(credential.serial, "x")
     ledger: list[dict[str, Any]] = status.setdefault("ledger", [])
     ledger.append(entry)
-    if len(ledger) > LEDGER_LIMIT:
-        status["ledgerDropped"] = int(status.get("ledgerDropped") or 0) + len(ledger) - LEDGER_LIMIT
-        del ledger[: len(ledger) - LEDGER_LIMIT]
+    while len(ledger) > LEDGER_LIMIT:
+        # Refusals go first: the entries that name issued certificates are the ones an
+        # audit needs. (The daemon's log keeps every attempt.)
+        index = next((i for i, e in enumerate(ledger) if e.get("outcome") != "redeemed"), 0)
+        del ledger[index]
+        status["ledgerDropped"] = int(status.get("ledgerDropped") or 0) + 1
 
 
 async def find_grant(store: Store, grant_id: str) -> Resource:

@@ -100,7 +100,9 @@ def make_app(ctx: GrantServerContext) -> web.Application:
             log.info("redemption not delivered, refunding it: grant=%s remote=%s (%s)",
                      grant_id, remote, exc)
             await refund(ctx.store, grant_id, credential.serial)
-            raise
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         log.info(
             "redeemed: grant=%s remote=%s name=%s subject=%s serial=%x",
             grant_id, remote, attempt.name, attempt.subject, credential.serial,
@@ -110,8 +112,17 @@ def make_app(ctx: GrantServerContext) -> web.Application:
     # libyaml's emitter is 7x faster than PyYAML's Python one, the same bytes out.
     _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", "/{tail:.*}", handle, expect_handler=_expect)
     return app
+
+
+async def _expect(request: web.Request) -> web.Response | None:
+    """aiohttp's own handler echoes the header into an error it cannot encode (500)."""
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+    return _text(417, "Only 'Expect: 100-continue' is supported")
 
 
 class GrantServer:
