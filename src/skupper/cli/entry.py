@@ -31,6 +31,8 @@ Options:
   -n, --namespace TEXT            Select the current namespace (default:
                                   default).
   --context TEXT                  Select the current kubeconfig context.
+  --kubeconfig TEXT               Path to the kubeconfig file to use (kubernetes
+                                  platform).
   --platform [kubernetes|docker|systemd]
                                   Set the Skupper platform (default:
                                   SKUPPER_PLATFORM, else kubernetes when a

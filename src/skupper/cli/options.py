@@ -14,6 +14,7 @@ from skupper.base.errors import NotBuiltError, UsageError
 from skupper.platforms.select import BUILT, PLATFORMS, choose_platform
 
 if TYPE_CHECKING:
+    from skupper.platforms.kubernetes import KubernetesPlatform
     from skupper.platforms.local_platform import LocalPlatform
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,8 +27,11 @@ class Target:
     namespace: str
     context: str | None
     platform_flag: str | None
+    kubeconfig: str | None = None
+    # What -n said (None: the default, or on kubernetes the kubeconfig context's namespace).
+    namespace_flag: str | None = None
 
-    def platform(self) -> LocalPlatform:
+    def platform(self) -> LocalPlatform | KubernetesPlatform:
         chosen = choose_platform(self.platform_flag)
         if chosen not in PLATFORMS:
             raise UsageError(
@@ -44,9 +48,25 @@ class Target:
                 f"(it {how})",
                 hint="Use --platform systemd, or SKUPPER_PLATFORM=systemd, for a local site.",
             )
+        if chosen == "kubernetes":
+            from skupper.platforms.kubernetes import KubernetesPlatform
+
+            return KubernetesPlatform(self.namespace, self.context, self.kubeconfig)
         from skupper.platforms.local_platform import LocalPlatform
 
         return LocalPlatform(self.namespace)
+
+
+def _namespace(flag: str | None, platform: str | None, kubeconfig: str | None,
+               context: str | None) -> str:
+    # Like kubectl: without -n, the kubeconfig context's namespace (only read on kubernetes).
+    if flag:
+        return flag
+    if choose_platform(platform) == "kubernetes":
+        from skupper.platforms.kubeconfig import context_namespace
+
+        return context_namespace(kubeconfig, context)
+    return "default"
 
 
 def _context_option_decorators() -> list[Callable[[Any], Any]]:
@@ -54,6 +74,8 @@ def _context_option_decorators() -> list[Callable[[Any], Any]]:
         click.option("-n", "--namespace", default=None,
                      help="Select the current namespace (default: default)."),
         click.option("--context", default=None, help="Select the current kubeconfig context."),
+        click.option("--kubeconfig", default=None,
+                     help="Path to the kubeconfig file to use (kubernetes platform)."),
         click.option("--platform", type=click.Choice(PLATFORMS), default=None,
                      help="Set the Skupper platform (default: SKUPPER_PLATFORM, else "
                           "kubernetes when a kubeconfig is found, else systemd)."),
@@ -66,9 +88,9 @@ def root_context_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(
         *args: Any, namespace: str | None, context: str | None, platform: str | None,
-        **kwargs: Any,
+        kubeconfig: str | None, **kwargs: Any,
     ) -> Any:
-        click.get_current_context().meta[_ROOT_KEY] = (namespace, context, platform)
+        click.get_current_context().meta[_ROOT_KEY] = (namespace, context, platform, kubeconfig)
         return func(*args, **kwargs)
 
     decorated: Any = wrapper
@@ -86,11 +108,12 @@ def context_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(
         *args: Any, namespace: str | None, context: str | None, platform: str | None,
-        **kwargs: Any,
+        kubeconfig: str | None, **kwargs: Any,
     ) -> Any:
-        root = click.get_current_context().meta.get(_ROOT_KEY, (None, None, None))
-        target = Target(namespace or root[0] or "default", context or root[1],
-                        platform or root[2])
+        root = click.get_current_context().meta.get(_ROOT_KEY, (None, None, None, None))
+        flag, chosen = namespace or root[0], platform or root[2]
+        config, ctx = kubeconfig or root[3], context or root[1]
+        target = Target(_namespace(flag, chosen, config, ctx), ctx, chosen, config, flag)
         return func(*args, target=target, **kwargs)
 
     decorated: Any = wrapper

@@ -15,6 +15,7 @@ from skupper.resources import Resource
 from skupper.resources.status import ERROR, status_message
 
 if TYPE_CHECKING:
+    from skupper.platforms.kubernetes import KubernetesPlatform
     from skupper.platforms.local_platform import LocalPlatform
     from skupper.store.interface import Store
 
@@ -32,7 +33,9 @@ def no_site_error(namespace: str, action: str = "") -> SkupperError:
     )
 
 
-def daemon_not_running_error(platform: LocalPlatform) -> SkupperError:
+def daemon_not_running_error(platform: LocalPlatform | KubernetesPlatform) -> SkupperError:
+    if platform.name == "kubernetes":  # a controller in the cluster, not a local daemon
+        return platform.not_running_error()  # type: ignore[union-attr]
     return SkupperError(
         "The site is stopped",
         f'the site daemon for namespace "{platform.namespace}" is not running',
@@ -42,7 +45,7 @@ def daemon_not_running_error(platform: LocalPlatform) -> SkupperError:
 
 @dataclass
 class Session:
-    platform: LocalPlatform
+    platform: LocalPlatform | KubernetesPlatform
     store: Store
     site: Resource | None
 
@@ -53,12 +56,22 @@ async def open_session(target: Target, *, create: bool = False) -> AsyncIterator
     platform = target.platform()
     if not create and not platform.has_state():
         raise no_site_error(platform.namespace)
-    store = platform.open_store()
+    prepare = getattr(platform, "prepare", None)
     try:
-        sites = await store.list("Site")
-        yield Session(platform=platform, store=store, site=sites[0] if sites else None)
+        if prepare is not None:  # kubernetes: API reachable, CRDs installed, controller lease
+            await prepare()
+            if create and not platform.running():  # nothing here can start the controller
+                raise daemon_not_running_error(platform)
+        store = platform.open_store()
+        try:
+            sites = await store.list("Site")
+            yield Session(platform=platform, store=store, site=sites[0] if sites else None)
+        finally:
+            store.close()
     finally:
-        store.close()
+        aclose = getattr(platform, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def require_site(session: Session) -> Resource:
@@ -122,7 +135,7 @@ async def wait_until(
     if not waiter.done() or waiter.cancelled():
         raise SkupperError(
             f"{what} failed",
-            "the site daemon stopped",
+            getattr(session.platform, "stopped_message", "the site daemon stopped"),
             f"See its log: {session.platform.log_file}",
         )
     try:

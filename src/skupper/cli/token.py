@@ -206,6 +206,8 @@ async def _redeem(target: Target, token: Resource, wait: float) -> list[str]:
                     "this token seems to have been redeemed here already",
                     f'Delete it first with "skupper link delete {existing["metadata"]["name"]}".',
                 )
+        if session.platform.name == "kubernetes":  # the controller redeems an AccessToken
+            return await _redeem_in_cluster(session, token, wait)
         body = await asyncio.to_thread(
             post_redemption, spec["url"], spec["ca"], spec["code"], name,
             str(current["metadata"]["name"]),
@@ -217,6 +219,54 @@ async def _redeem(target: Target, token: Resource, wait: float) -> list[str]:
             await wait_until(session, "Link", link_name, is_ready, wait,
                              what=f'Link "{link_name}"')
         return links
+
+
+async def _redeem_in_cluster(session: Session, token: Resource, wait: float) -> list[str]:
+    """Create the AccessToken; the controller redeems it; wait for it and for its Links.
+
+    Outputs and errors are the local platform's: a refusal is the redeemer's own line,
+    and a refused token leaves nothing behind (its AccessToken is deleted).
+    """
+    import contextlib
+
+    from skupper.cli.session import wait_until
+    from skupper.controller.token import links_of
+    from skupper.resources import new_resource
+    from skupper.resources.status import ERROR, is_ready
+    from skupper.store.interface import AlreadyExists, NotFound
+
+    name = str(token["metadata"]["name"])
+    resource = new_resource("AccessToken", name, {
+        key: token["spec"][key] for key in ("url", "code", "ca", "linkCost", "settings")
+        if key in token["spec"]})
+    try:
+        await session.store.create(resource)
+    except AlreadyExists:
+        # Its links are gone (checked above): an earlier try, failed or since undone.
+        # Like the local platform, present the token again (the grant server decides).
+        existing = await session.store.get("AccessToken", name)
+        status = existing.get("status") or {}
+        if status.get("redeemed") or status.get("status") == ERROR:
+            await session.store.delete("AccessToken", name)
+            await session.store.create(resource)
+
+    def settled(current: Resource) -> bool:
+        status = current.get("status") or {}
+        return bool(status.get("redeemed")) or status.get("status") == ERROR
+
+    done = await wait_until(session, "AccessToken", name, settled, wait,
+                            what=f'Access token "{name}"')
+    status = done.get("status") or {}
+    if not status.get("redeemed"):
+        with contextlib.suppress(NotFound):
+            await session.store.delete("AccessToken", name)
+        raise SkupperError(str(status.get("message") or "the redemption failed"))
+    click.echo("Waiting for status...")
+    links = [str(link["metadata"]["name"])
+             for link in links_of(await session.store.list("Link"), name)]
+    for link_name in links:
+        await wait_until(session, "Link", link_name, is_ready, wait, what=f'Link "{link_name}"')
+    return links
 
 
 async def _store_answer(session: Session, answer: Any, cost: int) -> list[str]:

@@ -1,0 +1,152 @@
+"""The AccessToken reconciler: redeem a token at its grant server, keep what it answers.
+
+An AccessToken resource is a token file applied to a site (upstream's model; on the
+Kubernetes platform ``skupper access-token redeem`` creates one and waits). This
+reconciler POSTs the code to the grant server once, stores the answer's Secret and
+Links (the token's ``linkCost`` as their cost), and marks the token redeemed.
+
+A redemption uses up one of the grant's uses, so it is attempted at most once per
+token generation:
+
+- ``status.redeemed`` (written last) ends the work for good;
+- a token whose credentials and Links are already stored (the controller stopped after
+  storing them, before writing the status) is marked redeemed without another POST;
+- a failure (refusal, unreachable grant server, a bad answer) is recorded as status
+  Error with the redeemer's own words, and not retried: a retry could spend a second
+  use. Changing the token's spec (a new generation) tries again.
+
+Platform-neutral: it needs only the Store and the SecretStore. Must not import cli.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from skupper.base.errors import SkupperError
+from skupper.resources import Resource, new_resource
+from skupper.resources.status import ERROR, PENDING, READY, get_condition, set_condition
+from skupper.store.interface import AlreadyExists, NotFound, SecretStore, Store
+
+log = logging.getLogger(__name__)
+
+REDEEMED = "Redeemed"
+_KEYS = ("tls.crt", "tls.key", "ca.crt")
+
+# post(url, ca_pem, code, name, subject) -> the answer's bytes; blocking (run in a thread).
+Post = Callable[[str, str, str, str, str], bytes]
+
+
+def _default_post(url: str, ca: str, code: str, name: str, subject: str) -> bytes:
+    from skupper.grants.client import post_redemption
+
+    return post_redemption(url, ca, code, name, subject)
+
+
+def links_of(links: list[Resource], token_name: str) -> list[Resource]:
+    """The Links a redemption of ``token_name`` made: they use its Secret."""
+    return [link for link in links
+            if (link.get("spec") or {}).get("tlsCredentials") == token_name]
+
+
+class TokenReconciler:
+    def __init__(
+        self,
+        store: Store,
+        secrets: SecretStore,
+        site_name: Callable[[], Awaitable[str | None]],
+        post: Post = _default_post,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._site_name = site_name
+        self._post = post
+
+    async def reconcile(self, name: str) -> None:
+        try:
+            token = await self._store.get("AccessToken", name)
+        except NotFound:
+            return
+        status = token.get("status") or {}
+        generation = int(token["metadata"].get("generation") or 0)
+        cond = get_condition(token, REDEEMED)
+        if status.get("redeemed"):
+            return
+        if cond and cond.get("reason") == ERROR and cond.get("observedGeneration") == generation:
+            return  # failed for this spec; not retried (it could spend a second use)
+        site = await self._site_name()
+        if site is None:
+            await self._set(name, False, PENDING, "Waiting for a site in this namespace")
+            return
+        stored = links_of(await self._store.list("Link"), name)
+        if stored and await self._secrets.exists(name):
+            await self._set(name, True, READY, "OK")  # stored before a restart: no new POST
+            return
+        try:
+            created = await self._redeem(token, site)
+        except SkupperError as exc:
+            log.info("redeeming access token %s failed: %s", name, exc.line())
+            await self._set(name, False, ERROR, exc.line())
+            return
+        log.info("access token %s redeemed: links %s", name, ", ".join(created))
+        await self._set(name, True, READY, "OK")
+
+    async def _redeem(self, token: Resource, site: str) -> list[str]:
+        from skupper.grants.client import parse_answer
+
+        spec = token.get("spec") or {}
+        name = str(token["metadata"]["name"])
+        for key in ("url", "code", "ca"):
+            if not isinstance(spec.get(key), str) or not spec.get(key):
+                raise SkupperError("The access token is incomplete", f"spec.{key} is missing")
+        body = await asyncio.to_thread(self._post, spec["url"], spec["ca"], spec["code"], name,
+                                       site)
+        answer = parse_answer(spec["url"], body)
+        return await self._store_answer(name, answer, int(spec.get("linkCost") or 1))
+
+    async def _store_answer(self, name: str, answer: Any, cost: int) -> list[str]:
+        """Keep the credential and the Links; on any failure keep neither."""
+        secret_name = str(answer.secret["metadata"]["name"])
+        data = {key: base64.b64decode(value) for key, value in answer.secret["data"].items()
+                if key in _KEYS}
+        created: list[str] = []
+        try:
+            await self._secrets.put(secret_name, data)
+            for link in answer.links:
+                link_spec = dict(link["spec"])
+                link_spec["cost"] = cost
+                link_spec["tlsCredentials"] = secret_name
+                link_name = str(link["metadata"]["name"])
+                try:
+                    await self._store.create(new_resource("Link", link_name, link_spec))
+                except AlreadyExists:
+                    raise SkupperError(
+                        f'A link named "{link_name}" already exists',
+                        "this token seems to have been redeemed here already",
+                        f'Delete it first with "skupper link delete {link_name}".',
+                    ) from None
+                created.append(link_name)
+        except BaseException:
+            for link_name in created:
+                with contextlib.suppress(Exception):
+                    await self._store.delete("Link", link_name)
+            with contextlib.suppress(Exception):
+                await self._secrets.delete(secret_name)
+            raise
+        return created
+
+    async def _set(self, name: str, redeemed: bool, state: str, message: str) -> None:
+        def change(token: Resource) -> None:
+            status = token.setdefault("status", {})
+            set_condition(token, REDEEMED, redeemed, REDEEMED if redeemed else state, message,
+                          pending=state == PENDING)
+            status["redeemed"] = redeemed
+            status["status"] = state
+            status["message"] = message
+
+        with contextlib.suppress(NotFound):
+            await self._store.mutate_status("AccessToken", name, change)
