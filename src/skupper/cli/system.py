@@ -59,13 +59,14 @@ def stop(target: Target) -> None:
 @context_options
 def status(target: Target) -> None:
     from skupper.platforms.local_daemon import daemon_pid
+    from skupper.platforms.local_platform import LocalPlatform
 
     platform = target.platform()
-    if platform.name == "kubernetes":
+    if not isinstance(platform, LocalPlatform):  # kubernetes: the controller's lease
         state = "running" if platform.running() else "stopped"
         click.echo(f"Controller: {state} (lease skupper-controller in namespace "
                    f'"{target.namespace}")')
-        click.echo(f"State: the Kubernetes API at {platform.server}")  # type: ignore[union-attr]
+        click.echo(f"State: the Kubernetes API at {platform.server}")
         click.echo(f"Log: {platform.log_file}")
         return
     pid = daemon_pid(platform.paths)

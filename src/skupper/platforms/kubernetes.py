@@ -62,6 +62,9 @@ def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
     except (KeyError, TypeError, ValueError) as exc:
         raise SkupperError(f"Cannot use the kubeconfig {path}",
                            f"it is incomplete ({exc})") from None
+    if config is None:  # only when no context is set and no default is given
+        raise SkupperError(f"Cannot use the kubeconfig {path}", "it sets no current context",
+                           "Choose one with --context.")
     return config
 
 

@@ -483,7 +483,8 @@ class KubeSecretStore:
 
     async def names(self) -> list[str]:
         async def collect() -> list[str]:
-            return [s.metadata.name async for s in self._api.client.list(
-                Secret, namespace=self._api.namespace, labels=dict(MANAGED_BY))]
+            return [str(s.metadata.name) async for s in self._api.client.list(
+                Secret, namespace=self._api.namespace, labels=dict(MANAGED_BY))
+                if s.metadata is not None]
 
         return sorted(await self._api.call("Secret", "", collect()))
