@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conftest import Skupper, hermetic_env
+from tests_support import Skupper, hermetic_env
 
 pytestmark = pytest.mark.e2e
 
@@ -189,6 +189,19 @@ class Net:
         return row
 
 
+def echo_listener(net: Net) -> int:
+    """The port of listener "echo" at a (connector at c), made if an earlier test did not."""
+    for row in table(net.run("listener", "status", "-n", "a").stdout):
+        if row["NAME"] == "echo":
+            return int(row["PORT"])
+    if not any(row["NAME"] == "echo" for row in table(net.run("connector", "status", "-n", "c"
+                                                              ).stdout)):
+        net.connector("c", "echo", net.serve(echo))
+    port = net.listener("a", "echo")
+    net.wait_ready("a", "echo")
+    return port
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     home = tmp_path_factory.mktemp("services") / "home"
@@ -233,7 +246,7 @@ def test_the_other_direction_over_the_same_links(net: Net) -> None:
 
 
 def test_many_concurrent_connections(net: Net) -> None:
-    port = int(net.listener_row("a", "echo")["PORT"])
+    port = echo_listener(net)
 
     async def one(i: int) -> bool:
         reader, writer = await asyncio.open_connection(LOOPBACK, port)
@@ -332,7 +345,7 @@ def test_half_close_in_both_directions(net: Net) -> None:
     wait_for("the server heard the client", lambda: after, 10)
     assert after == [b"client speaks after the server's FIN"]
     # And the usual order: the client closes first, then reads the whole answer.
-    echo_port = int(net.listener_row("a", "echo")["PORT"])
+    echo_port = echo_listener(net)
     assert echo_once(echo_port, b"x" * 300_000) == b"x" * 300_000
 
 
@@ -391,7 +404,7 @@ def test_a_slow_reader_stalls_neither_other_streams_nor_memory(net: Net) -> None
     net.connector("c", "hose", server)
     port = net.listener("a", "hose")
     net.wait_ready("a", "hose")
-    echo_port = int(net.listener_row("a", "echo")["PORT"])
+    echo_port = echo_listener(net)
     pids = {ns: net.skupper.daemon_pid(ns) for ns in "abc"}
     before = {ns: rss_kib(pid) for ns, pid in pids.items() if pid}
     with connect(port) as slow:
@@ -403,12 +416,13 @@ def test_a_slow_reader_stalls_neither_other_streams_nor_memory(net: Net) -> None
         for _ in range(20):
             started = time.monotonic()
             assert echo_once(echo_port, b"still here") == b"still here"
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 2.0
         time.sleep(1.0)
         after = {ns: rss_kib(pid) for ns, pid in pids.items() if pid}
         stop.set()
+    print("RSS KiB before/mid/after:", before, mid, after)
     for ns in before:
-        # One stream's window (256 KiB) plus read chunks per hop, not the 512 MiB offered.
+        # One stream's window (4 MiB) plus socket reads per hop, not the 512 MiB offered.
         assert after[ns] - before[ns] < 16 * 1024, (ns, before, mid, after)
         assert after[ns] - mid[ns] < 4 * 1024, (ns, before, mid, after)
 
@@ -482,7 +496,7 @@ def test_cli_refuses_bad_input_and_duplicates(net: Net) -> None:
 
 
 def test_update_moves_a_listener_and_delete_removes_it(net: Net) -> None:
-    old = int(net.listener_row("a", "echo")["PORT"])
+    old = echo_listener(net)
     new = free_port()
     net.run("listener", "update", "echo", "--port", str(new), "-n", "a")
     wait_for("the listener moved", lambda: echo_works(new), 10)

@@ -103,8 +103,33 @@ class FrameParser:
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
         if self._error is not None:
             raise self._error
+        if not self._buf and isinstance(data, bytes):
+            # Nothing held over: parse the caller's bytes in place, so a data frame's
+            # payload is copied once, not first into our buffer and then out of it.
+            return self._frames_in(data)
         self._buf += data
         return self._frames()
+
+    def _frames_in(self, data: bytes) -> Iterator[Frame]:
+        pos, size = 0, len(data)
+        try:
+            while size - pos >= HEADER_SIZE:
+                version, ftype, flags, stream_id, length = HEADER.unpack_from(data, pos)
+                self._check(version, ftype, flags, length)
+                if ftype == FrameType.DATA:
+                    end = pos + HEADER_SIZE + length
+                    if size < end:
+                        break
+                    payload = data[pos + HEADER_SIZE : end]
+                else:
+                    end = pos + HEADER_SIZE
+                    payload = b""
+                pos = end
+                yield Frame(_TYPES[ftype], _FLAGS[flags], stream_id, length, payload)
+        finally:
+            if pos < size:  # an incomplete frame (or one not consumed yet) waits here
+                with memoryview(data) as view:
+                    self._buf += view[pos:]
 
     def _frames(self) -> Iterator[Frame]:
         buf = self._buf

@@ -227,7 +227,9 @@ class Session:
         self._recent: OrderedDict[int, StreamState] = OrderedDict()
         # No single frame may exceed the whole window we grant.
         self._parser = FrameParser(max_payload=initial_window)
-        self._out = bytearray()
+        # Pieces to send, in order: headers and payloads. Immutable payloads are kept by
+        # reference, so a data frame's bytes are copied once (in data_to_send), not twice.
+        self._out: list[bytes | memoryview] = []
         self._local_go_away = False
         self._remote_go_away = False
         self._terminated = False
@@ -251,9 +253,11 @@ class Session:
         return stream.send_window if stream is not None else 0
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
 
     def open_stream(self) -> int:
         if self._terminated or self._local_go_away or self._remote_go_away:
@@ -279,12 +283,14 @@ class Session:
         n = min(len(data), stream.send_window)
         if n <= 0:
             return 0
-        out, pack = self._out, HEADER.pack
-        with memoryview(data) as view:
-            for start in range(0, n, MAX_SEND_FRAME):
-                size = min(MAX_SEND_FRAME, n - start)
-                out += pack(VERSION, FrameType.DATA, 0, stream_id, size)
-                out += view[start : start + size]
+        append, pack = self._out.append, HEADER.pack
+        view = memoryview(data)
+        if not isinstance(view.obj, bytes):
+            view = memoryview(bytes(view))  # the caller may change its buffer later
+        for start in range(0, n, MAX_SEND_FRAME):
+            size = min(MAX_SEND_FRAME, n - start)
+            append(pack(VERSION, FrameType.DATA, 0, stream_id, size))
+            append(view[start : start + size])
         stream.send_window -= n
         return n
 
@@ -493,4 +499,4 @@ class Session:
             self._recent.popitem(last=False)
 
     def _queue(self, frame_type: FrameType, flags: Flag, stream_id: int, length: int) -> None:
-        self._out += HEADER.pack(VERSION, frame_type, flags, stream_id, length)
+        self._out.append(HEADER.pack(VERSION, frame_type, flags, stream_id, length))
