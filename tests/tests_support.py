@@ -2,7 +2,95 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SKUPPER = str(Path(sys.executable).parent / "skupper")
+
+
+@dataclass
+class Skupper:
+    """Runs the installed ``skupper`` command in one hermetic data home."""
+
+    home: Path
+    env: dict[str, str]
+    namespaces: set[str] = field(default_factory=set)
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        for flag in ("-n", "--namespace"):
+            if flag in args:
+                self.namespaces.add(args[args.index(flag) + 1])
+        self.namespaces.add("default")
+        done = subprocess.run(
+            [SKUPPER, *args], env=self.env, capture_output=True, text=True,
+            timeout=timeout, input=input, check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"skupper {' '.join(args)} exited {done.returncode}\n"
+                f"stdout: {done.stdout}\nstderr: {done.stderr}"
+            )
+        return done
+
+    def fails(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        done = self.run(*args, check=False, timeout=timeout)
+        assert done.returncode != 0, f"expected failure: {done.stdout}{done.stderr}"
+        return done
+
+    def namespace_dir(self, namespace: str = "default") -> Path:
+        return self.home / "data" / "skupper" / "namespaces" / namespace
+
+    def daemon_pid(self, namespace: str = "default") -> int | None:
+        try:
+            return int((self.namespace_dir(namespace) / "runtime" / "daemon.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def kill_daemons(self) -> None:
+        """Stop every daemon this test started, by pid."""
+        for namespace in self.namespaces:
+            pid = self.daemon_pid(namespace)
+            if pid is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.02)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def hermetic_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SKUPPER_", "KUBE", "XDG_"))}
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        SKUPPER_PLATFORM="systemd",
+        SKUPPER_SERVICE_MANAGER="process",
+        SKUPPER_LINK_ACCESS_HOST="127.0.0.1",
+    )
+    return env
+
+

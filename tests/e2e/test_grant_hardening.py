@@ -39,12 +39,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import Skupper, hermetic_env
 from skupper.certs.issue import generate_ca, issue_certificate
 from skupper.certs.tls import client_context
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
 from skupper.store.interface import Conflict
 from skupper.store.sqlite import SqliteStore
+from tests_support import Skupper, hermetic_env
 
 pytestmark = pytest.mark.e2e
 

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from conftest import Skupper, hermetic_env
 from skupper.certs.issue import generate_ca, issue_certificate, verify_signed_by
 from skupper.certs.tls import client_context
+from tests_support import Skupper, hermetic_env
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import Skupper
+from tests_support import Skupper
 
 FAKE_SYSTEMCTL = r'''#!/usr/bin/env python3
 import os, shlex, subprocess, sys

@@ -195,8 +195,24 @@ def _record(
         status["ledgerDropped"] = int(status.get("ledgerDropped") or 0) + 1
 
 
+# Grant id (uid) -> name. A grant's uid and name never change, so one listing serves
+# every later redemption of it; the store's single writer thread is the bottleneck
+# under load, and listing every grant on every request kept it busy.
+_names: dict[str, str] = {}
+
+
 async def find_grant(store: Store, grant_id: str) -> Resource:
+    name = _names.get(grant_id)
+    if name is not None:
+        try:
+            grant = await store.get("AccessGrant", name)
+            if grant["metadata"].get("uid") == grant_id:
+                return grant
+        except NotFound:
+            pass
+        _names.pop(grant_id, None)
     for grant in await store.list("AccessGrant"):
+        _names[str(grant["metadata"].get("uid"))] = str(grant["metadata"]["name"])
         if grant["metadata"].get("uid") == grant_id:
             return grant
     raise no_such_claim()
