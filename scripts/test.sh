@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 .venv/bin/ruff check src tests bench
+.venv/bin/mypy src/skupper
+.venv/bin/lint-imports
 .venv/bin/python -m pytest -q "$@"
