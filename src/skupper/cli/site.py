@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -197,10 +198,10 @@ async def _status(target: Target, output: str | None) -> None:
     )
 
 
-def _services_in_network(status: dict[str, object]) -> int:
+def _services_in_network(status: dict[str, Any]) -> int:
     """Distinct routing keys with a connector at some site in the (reachable) network."""
-    network = status.get("network") or []
-    return len({svc.get("routingKey") for entry in network  # type: ignore[union-attr]
+    network: list[dict[str, Any]] = status.get("network") or []
+    return len({svc.get("routingKey") for entry in network
                 for svc in entry.get("services") or [] if svc.get("connectors")})
 
 

@@ -88,7 +88,7 @@ class SiteAd:
             if not _str_list(connectors) or not _str_list(listeners):
                 raise AdError("bad service names")
             services[key] = Service(tuple(connectors), tuple(listeners))
-        return cls(site_id, name, seq, ns, links, services)
+        return cls(str(site_id), str(name), seq, str(ns), links, services)
 
 
 def _short_str(value: Any) -> bool:
