@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +27,42 @@ def token_from_grant(grant: Resource, link_cost: int) -> Resource:
     }
 
 
+# A plain YAML scalar that no YAML reader takes for anything but this string: it starts
+# with a letter (so never a YAML 1.1 number, date or sexagesimal) and is no boolean.
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(:[A-Za-z0-9._/-]+)*")
+_NOT_STRINGS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"a token holds strings and integers, not {type(value).__name__}")
+    if isinstance(value, int):
+        return str(value)
+    if _PLAIN.fullmatch(value) and value.lower() not in _NOT_STRINGS:
+        return value
+    return json.dumps(value)  # a JSON string is a valid double-quoted YAML scalar
+
+
+def _block(value: str, indent: str) -> str:
+    """A PEM block as a literal block scalar, as upstream writes it."""
+    lines = value.splitlines()
+    chomp = "" if value.endswith("\n") and not value.endswith("\n\n") else "-"
+    return f"|{chomp}\n" + "".join(f"{indent}{line}\n" if line else "\n" for line in lines)
+
+
 def render_token(token: Resource) -> str:
-    import yaml
+    """The token file's YAML, written by hand: the access-token path skips PyYAML's import.
 
-    class _Dumper(yaml.SafeDumper):
-        pass
-
-    def _str(dumper: yaml.SafeDumper, value: str) -> Any:
-        # PEM blocks read best as literal blocks, as upstream writes them.
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    _Dumper.add_representer(str, _str)
-    return yaml.dump(token, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    The shape is fixed (an AccessToken); tests read it back with PyYAML.
+    """
+    out = [f"apiVersion: {_scalar(token['apiVersion'])}\n", f"kind: {_scalar(token['kind'])}\n",
+           "metadata:\n", f"  name: {_scalar(token['metadata']['name'])}\n", "spec:\n"]
+    for key, value in token["spec"].items():
+        if isinstance(value, str) and "\n" in value:
+            out.append(f"  {key}: {_block(value, '    ')}")
+        else:
+            out.append(f"  {key}: {_scalar(value)}\n")
+    return "".join(out)
 
 
 def check_token_destination(file: str) -> Path | None:
