@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,6 +53,9 @@ def _unit_dir() -> Path:
 
 
 def systemd_user_available() -> bool:
+    import shutil
+    import subprocess  # here, not at the top: most commands never start anything
+
     mode = os.environ.get("SKUPPER_SERVICE_MANAGER", "").lower()
     if mode in ("process", "none"):
         return False
@@ -77,6 +78,8 @@ def _daemon_argv(namespace: str) -> list[str]:
 
 
 def _systemctl(*args: str) -> None:
+    import subprocess  # here, not at the top: most commands never start anything
+
     done = subprocess.run(
         ["systemctl", "--user", *args],
         capture_output=True,
@@ -113,6 +116,8 @@ def _write_unit(paths: NamespacePaths) -> None:
 
 def start_daemon(paths: NamespacePaths) -> None:
     """Start the namespace's daemon unless one is running already."""
+    import subprocess  # here, not at the top: most commands never start anything
+
     if daemon_pid(paths) is not None:
         return
     ensure_private_dir(paths.logs)

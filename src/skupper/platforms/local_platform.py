@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING
 
 from skupper.base.files import ensure_private_dir
@@ -45,6 +44,8 @@ class LocalPlatform:
         return local_daemon.stop_daemon(self.paths, remove_unit=remove_unit)
 
     def remove_state(self) -> None:
+        import shutil
+
         shutil.rmtree(self.paths.root, ignore_errors=True)
 
     @property

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
 from pathlib import Path
 
@@ -28,7 +27,7 @@ class Subscription:
 
     def __init__(self, registry: Path) -> None:
         registry.mkdir(mode=0o700, exist_ok=True)
-        self._entry = registry / secrets.token_hex(8)
+        self._entry = registry / os.urandom(8).hex()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.bind("\0" + _PREFIX + self._entry.name)
