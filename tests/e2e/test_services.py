@@ -265,6 +265,15 @@ def test_many_concurrent_connections(net: Net) -> None:
     assert all(asyncio.run(all_of_them()))
 
 
+def test_a_connector_at_the_listeners_own_site(net: Net) -> None:
+    net.connector("b", "local", net.serve(echo))
+    port = net.listener("b", "local")
+    net.wait_ready("b", "local")
+    assert echo_once(port, b"no link needed") == b"no link needed"
+    net.run("connector", "delete", "local", "-n", "b")
+    net.run("listener", "delete", "local", "-n", "b")
+
+
 def test_sites_and_services_are_known_network_wide(net: Net) -> None:
     def settled() -> dict[str, str] | None:
         row = net.site_row("a")

@@ -446,6 +446,9 @@ class ServiceBridge:
             if target is None:
                 client.abort()
                 return
+            if client.dead:  # the client left while we connected
+                target.abort()
+                return
             client.start(target)
             target.start(client)
             return
