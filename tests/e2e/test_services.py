@@ -517,6 +517,17 @@ def test_update_moves_a_listener_and_delete_removes_it(net: Net) -> None:
         connect(new, timeout=2).close()
 
 
+def test_listeners_and_connectors_come_back_after_a_restart(net: Net) -> None:
+    net.connector("c", "again", net.serve(echo))
+    port = net.listener("a", "again")
+    net.wait_ready("a", "again")
+    for ns in ("a", "c"):
+        net.run("system", "stop", "-n", ns)
+        net.run("system", "start", "-n", ns)
+    wait_for("again works after restarts", lambda: echo_works(port), 20, 0.2)
+    net.wait_ready("a", "again")
+
+
 def test_new_connections_take_another_path_when_a_link_drops(net: Net) -> None:
     # A second path to c: c also links to a directly (cheaper than a - b - c).
     server = net.serve(echo)
