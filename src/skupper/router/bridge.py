@@ -10,12 +10,15 @@ A site that is not ``dst`` forwards: it opens a stream on its own next hop towar
 ``dst`` (one hop fewer) and splices the two. The ``dst`` site connects to one of its
 connectors' targets (round robin) and splices the stream with that TCP connection.
 
-Splicing copies both directions independently, so each half-closes on its own (a TCP
+Splicing is push-mode: TCP sockets are asyncio protocols and streams hand their data to
+an attached receiver, so bytes cross a site in one event-loop callback, with no task
+per direction. Each direction runs on its own, so each half-closes on its own (a TCP
 FIN becomes a stream FIN and back), and a reset anywhere (a TCP RST, a stream RST, a
 link that dies) becomes a reset at both ends: TCP ends are aborted with SO_LINGER 0,
-so the client sees an RST, not a clean close. Nothing is buffered beyond one read
-chunk per direction: a slow reader holds back its own stream's window, and through it
-the sender's TCP socket, and nothing else.
+so the client sees an RST, not a clean close. Memory stays bounded: a side that cannot
+pass bytes on makes its source stop (a TCP socket stops reading; a stream withholds
+its window credit, so at most one window per stream is ever held), and a slow reader
+holds back its own stream, and through it the sender's TCP socket, and nothing else.
 """
 
 from __future__ import annotations
@@ -40,8 +43,6 @@ log = logging.getLogger(__name__)
 HEADER_TCP = "tcp"
 # Hops a connection may take; ends forwarding loops while routes converge.
 MAX_HOPS = 16
-# One read per direction per connection is all we hold.
-READ_CHUNK = 64 * 1024
 CONNECT_TIMEOUT_SECONDS = 10.0
 # Accept backlog of a listener's socket.
 LISTEN_BACKLOG = 512
