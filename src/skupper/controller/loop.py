@@ -33,6 +33,10 @@ class Controller:
         # Called after a Site reconcile, so everything that depends on the site follows.
         self.after_site: Callable[[], Awaitable[None]] | None = None
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._reconcilers)
+
     def enqueue(self, kind: str, name: str) -> None:
         if kind in self._reconcilers:
             self._pending.add((kind, name))

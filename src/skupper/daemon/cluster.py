@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -37,16 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from skupper.base.errors import SkupperError
-from skupper.controller.grant import GrantReconciler
-from skupper.controller.link import LinkReconciler
-from skupper.controller.loop import Controller
-from skupper.controller.service import ServiceReconciler
-from skupper.controller.site import SiteReconciler
+from skupper.controller.loop import Reconcile
 from skupper.controller.token import TokenReconciler
-from skupper.daemon.link_access import DaemonLinkAccess
-from skupper.daemon.links import LinkManager
-from skupper.daemon.services import ServiceRouter
-from skupper.daemon.status_writer import StatusWriter
+from skupper.daemon.site_runtime import SiteRuntime
 from skupper.platforms.kubernetes import (
     LEASE_DURATION_SECONDS,
     LEASE_NAME,
@@ -192,78 +184,22 @@ async def serve(namespace: str, kubeconfig: str | None, context: str | None) -> 
 
 
 async def _run(store: Any, secrets: Any, namespace: str, lease: LeaderLease) -> None:
-    runtime = Path(os.environ.get("SKUPPER_RUNTIME_DIR") or tempfile.gettempdir())
-    runtime.mkdir(parents=True, exist_ok=True)
-    writer = StatusWriter(store)
-    links = LinkManager(writer, namespace)
-    services = ServiceRouter(namespace)
-    links.services = services
-    services.refresh_network = links.refresh_network
-    link_access = DaemonLinkAccess(store, runtime / f"skupper-{namespace}-ports.json", links)
-    controller: Controller
+    runtime_dir = Path(os.environ.get("SKUPPER_RUNTIME_DIR") or tempfile.gettempdir())
+    runtime_dir.mkdir(parents=True, exist_ok=True)
 
-    def schedule_grant(delay: float, name: str) -> None:
-        controller.schedule("AccessGrant", name, delay)
+    def add_tokens(site: SiteRuntime) -> dict[str, Reconcile]:
+        async def site_name() -> str | None:
+            current = await site.current_site()
+            return None if current is None else str(current["metadata"]["name"])
 
-    sites = SiteReconciler(store, secrets, link_access, namespace)
+        return {"AccessToken": TokenReconciler(store, secrets, site_name).reconcile}
 
-    async def site_name() -> str | None:
-        site = await sites.current_site()
-        return None if site is None else str(site["metadata"]["name"])
-
-    grants = GrantReconciler(store, link_access, schedule_grant)
-    link_reconciler = LinkReconciler(store, secrets, links)
-    tokens = TokenReconciler(store, secrets, site_name)
-    service_reconciler = ServiceReconciler(store, services)
-    controller = Controller(
-        store,
-        {"Site": sites.reconcile, "AccessGrant": grants.reconcile,
-         "Link": link_reconciler.reconcile, "AccessToken": tokens.reconcile,
-         "Listener": service_reconciler.reconcile_listener,
-         "Connector": service_reconciler.reconcile_connector},
-    )
-
-    def network_changed() -> None:
-        # Matched conditions follow what the network offers now (as in daemon.main).
-        for kind, names in (("Listener", services.bridge.listener_names),
-                            ("Connector", services.bridge.connector_names)):
-            for name in names():
-                controller.enqueue(kind, name)
-
-    services.notify = network_changed
-
-    async def after_site() -> None:
-        site = await sites.current_site()
-        if site is not None:
-            links.set_site(site)
-            links.set_revoked(site)
-        for kind in ("AccessGrant", "Link", "AccessToken"):
-            await controller.enqueue_all(kind)
-
-    controller.after_site = after_site
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    writer.start()
-    tasks = {
-        asyncio.create_task(controller.run(), name="controller"),
-        asyncio.create_task(lease.renew(), name="lease"),
-        asyncio.create_task(stop.wait(), name="stop-signal"),
-    }
+    runtime = SiteRuntime(store, secrets, namespace,
+                          runtime_dir / f"skupper-{namespace}-ports.json", extra=add_tokens)
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task.get_name() != "stop-signal":
-                task.result()  # a crashed controller or a lost lease ends the process
+        # A lost lease ends the run like a crashed controller: the Deployment restarts us.
+        await runtime.run({"lease": lease.renew()})
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await links.stop()
-        await services.stop()
-        await link_access.disable()
-        await writer.flush_and_stop()
         await lease.release()
         log.info("controller stopped")
 

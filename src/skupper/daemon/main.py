@@ -7,20 +7,11 @@ import asyncio
 import fcntl
 import logging
 import os
-import signal
 import sys
 from datetime import UTC, datetime
 
 from skupper.base.files import ensure_private_dir, write_private
-from skupper.controller.grant import GrantReconciler
-from skupper.controller.link import LinkReconciler
-from skupper.controller.loop import Controller
-from skupper.controller.service import ServiceReconciler
-from skupper.controller.site import SiteReconciler
-from skupper.daemon.link_access import DaemonLinkAccess
-from skupper.daemon.links import LinkManager
-from skupper.daemon.services import ServiceRouter
-from skupper.daemon.status_writer import StatusWriter
+from skupper.daemon.site_runtime import SiteRuntime
 from skupper.platforms.local import NamespacePaths
 from skupper.store.secrets import FileSecretStore
 from skupper.store.sqlite import SqliteStore
@@ -41,67 +32,11 @@ def _hold_lock(paths: NamespacePaths) -> int | None:
 
 async def serve(paths: NamespacePaths) -> None:
     store = SqliteStore(paths.store)
-    secrets = FileSecretStore(paths.secrets)
-    writer = StatusWriter(store)
-    links = LinkManager(writer, paths.namespace)
-    services = ServiceRouter(paths.namespace)
-    links.services = services
-    services.refresh_network = links.refresh_network
-    link_access = DaemonLinkAccess(store, paths.ports_file, links)
-    controller: Controller
-
-    def schedule_grant(delay: float, name: str) -> None:
-        controller.schedule("AccessGrant", name, delay)
-
-    sites = SiteReconciler(store, secrets, link_access, paths.namespace)
-    grants = GrantReconciler(store, link_access, schedule_grant)
-    link_reconciler = LinkReconciler(store, secrets, links)
-    service_reconciler = ServiceReconciler(store, services)
-    controller = Controller(
-        store,
-        {"Site": sites.reconcile, "AccessGrant": grants.reconcile,
-         "Link": link_reconciler.reconcile,
-         "Listener": service_reconciler.reconcile_listener,
-         "Connector": service_reconciler.reconcile_connector},
-    )
-
-    def network_changed() -> None:
-        # Matched conditions follow what the network offers now.
-        for kind, names in (("Listener", services.bridge.listener_names),
-                            ("Connector", services.bridge.connector_names)):
-            for name in names():
-                controller.enqueue(kind, name)
-
-    services.notify = network_changed
-
-    async def after_site() -> None:
-        site = await sites.current_site()
-        if site is not None:
-            links.set_site(site)
-            links.set_revoked(site)
-        await controller.enqueue_all("AccessGrant")
-        await controller.enqueue_all("Link")
-
-    controller.after_site = after_site
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    writer.start()
-    runner = asyncio.create_task(controller.run(), name="controller")
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    runtime = SiteRuntime(store, FileSecretStore(paths.secrets), paths.namespace,
+                          paths.ports_file)
     try:
-        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if runner in done:
-            runner.result()  # a crashed controller ends the daemon with its error
+        await runtime.run()
     finally:
-        for task in (runner, stopper):
-            task.cancel()
-        await asyncio.gather(runner, stopper, return_exceptions=True)
-        await links.stop()
-        await services.stop()
-        await link_access.disable()
-        await writer.flush_and_stop()
         store.close()
         log.info("site daemon stopped")
 
