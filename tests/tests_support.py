@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 SKUPPER = str(Path(sys.executable).parent / "skupper")
 
@@ -94,3 +97,33 @@ def hermetic_env(home: Path) -> dict[str, str]:
     return env
 
 
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
+             interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")
+        time.sleep(interval)
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """Rows of a CLI table, keyed by header; [] for a "There are no ..." message."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or lines[0].startswith("There are no"):
+        return []
+    columns = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", lines[0])]
+    rows = []
+    for line in lines[1:]:
+        row = {}
+        for i, (name, start) in enumerate(columns):
+            end = columns[i + 1][1] if i + 1 < len(columns) else None
+            row[name] = line[start:end].strip()
+        rows.append(row)
+    return rows

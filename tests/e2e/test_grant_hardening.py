@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -44,11 +44,10 @@ from skupper.certs.tls import client_context
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
 from skupper.store.interface import Conflict
 from skupper.store.sqlite import SqliteStore
-from tests_support import Skupper, hermetic_env
+from tests_support import Skupper, hermetic_env, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 
 REFUSED = "Redemption of access token refused"
 USED_UP = "No such access granted"
@@ -60,33 +59,8 @@ MAX_WRONG_CODES = 10
 # --- helpers (small copies from test_links.py and test_upstream_redeem.py) -----------------
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
-             interval: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")
-        time.sleep(interval)
 
 
-def table(text: str) -> list[dict[str, str]]:
-    """Rows of a CLI table, keyed by header; [] for a "There are no ..." message."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or lines[0].startswith("There are no"):
-        return []
-    columns = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", lines[0])]
-    rows = []
-    for line in lines[1:]:
-        row = {}
-        for i, (name, start) in enumerate(columns):
-            end = columns[i + 1][1] if i + 1 < len(columns) else None
-            row[name] = line[start:end].strip()
-        rows.append(row)
-    return rows
 
 
 def alive(pid: int) -> bool:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -26,11 +26,10 @@ import yaml
 
 from skupper.certs.issue import generate_ca, issue_certificate, verify_signed_by
 from skupper.certs.tls import client_context
-from tests_support import Skupper, hermetic_env
+from tests_support import Skupper, hermetic_env, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 
 ALREADY_USED = "already been used"
 EXPIRED = "unknown to the issuing site or has expired"
@@ -39,34 +38,8 @@ EXPIRED = "unknown to the issuing site or has expired"
 # --- helpers ------------------------------------------------------------------------------
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
-             interval: float = 0.1) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")
-        time.sleep(interval)
 
 
-def table(text: str) -> list[dict[str, str]]:
-    """Rows of a CLI table, keyed by header; [] for a "There are no ..." message."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or lines[0].startswith("There are no"):
-        return []
-    columns = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", lines[0])]
-    rows = []
-    for line in lines[1:]:
-        row = {}
-        for i, (name, start) in enumerate(columns):
-            end = columns[i + 1][1] if i + 1 < len(columns) else None
-            row[name] = line[start:end].strip()
-        rows.append(row)
-    return rows
 
 
 def link_rows(skupper: Skupper, ns: str) -> list[dict[str, str]]:

@@ -23,15 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from tests_support import Skupper, hermetic_env
+from tests_support import Skupper, hermetic_env, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
 MIB = 1024 * 1024
 
@@ -39,31 +38,8 @@ MIB = 1024 * 1024
 # --- helpers ------------------------------------------------------------------------------
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
-             interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")
-        time.sleep(interval)
 
 
-def table(text: str) -> list[dict[str, str]]:
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or lines[0].startswith("There are no"):
-        return []
-    columns = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", lines[0])]
-    rows = []
-    for line in lines[1:]:
-        row = {}
-        for i, (name, start) in enumerate(columns):
-            end = columns[i + 1][1] if i + 1 < len(columns) else None
-            row[name] = line[start:end].strip()
-        rows.append(row)
-    return rows
 
 
 def free_port() -> int:
