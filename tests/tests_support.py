@@ -66,13 +66,13 @@ class Skupper:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and alive(pid):
                 time.sleep(0.02)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -127,3 +127,22 @@ def table(text: str) -> list[dict[str, str]]:
             row[name] = line[start:end].strip()
         rows.append(row)
     return rows
+
+
+def kill9(skupper: Skupper, ns: str) -> None:
+    """SIGKILL a namespace's daemon and wait until it is gone."""
+    pid = skupper.daemon_pid(ns)
+    assert pid is not None, f"no daemon pid for {ns}"
+    os.kill(pid, signal.SIGKILL)
+    wait_for(f"the daemon of {ns} (pid {pid}) to die", lambda: not alive(pid), 5, 0.02)
+
+
+def one_error_line(done: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """A refusal is one line on stderr, starting with "Error:", and a non-zero exit."""
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("Error:"), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return str(lines[0])

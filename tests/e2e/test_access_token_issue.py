@@ -19,6 +19,8 @@ import pytest
 import yaml
 from cryptography import x509
 
+from tests_support import one_error_line
+
 pytestmark = pytest.mark.e2e
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -51,14 +53,6 @@ def _token(path: Path) -> dict[str, Any]:
     return dict(documents[0])
 
 
-def _refused(done: Any, *fragments: str) -> str:
-    assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("Error:"), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return str(lines[0])
 
 
 def _redeem(spec: dict[str, Any], code: str | None = None) -> tuple[int, str]:
@@ -174,7 +168,7 @@ def _assert_nothing_left(skupper: Any, folder: Path, grants_before: int = 0) -> 
 
 
 def test_no_site(skupper: Any, out: Path) -> None:
-    _refused(skupper.fails("access-token", "issue", str(out / "t.yaml")),
+    one_error_line(skupper.fails("access-token", "issue", str(out / "t.yaml")),
              "No site resource exists")
     assert list(out.iterdir()) == []
     assert not skupper.namespace_dir().exists()
@@ -182,7 +176,7 @@ def test_no_site(skupper: Any, out: Path) -> None:
 
 def test_link_access_not_enabled(skupper: Any, out: Path) -> None:
     skupper.run("site", "create", "west")
-    line = _refused(skupper.fails("access-token", "issue", str(out / "t.yaml")),
+    line = one_error_line(skupper.fails("access-token", "issue", str(out / "t.yaml")),
                     "Link access is not enabled")
     assert "skupper site update --enable-link-access" in line
     _assert_nothing_left(skupper, out)
@@ -201,7 +195,7 @@ def test_bad_arguments_and_destinations(west: Any, out: Path) -> None:
         ((target, "--cost", "x"), "--cost"),
     ]
     for args, fragment in cases:
-        line = _refused(west.fails("access-token", "issue", *args), fragment)
+        line = one_error_line(west.fails("access-token", "issue", *args), fragment)
         assert "Traceback" not in line
     _assert_nothing_left(west, out)
 
@@ -216,7 +210,7 @@ def test_timeout_names_the_grant_status_and_removes_the_grant(west: Any, out: Pa
         done = west.fails("access-token", "issue", str(out / "t.yaml"), "--timeout", "1ms")
     finally:
         os.kill(pid, signal.SIGCONT)
-    line = _refused(done, "did not complete")
+    line = one_error_line(done, "did not complete")
     assert re.search(rf'Grant "west-{UUID}"', line), line
     assert "status" in line
     _assert_nothing_left(west, out)
@@ -228,14 +222,14 @@ def test_expiration_period_out_of_range_is_refused(west: Any, out: Path) -> None
     started = time.monotonic()
     done = west.fails("access-token", "issue", str(out / "t.yaml"),
                       "--expiration-period", "100000000h", "--timeout", "5s")
-    _refused(done, "--expiration-period")
+    one_error_line(done, "--expiration-period")
     assert time.monotonic() - started < 4
     _assert_nothing_left(west, out)
 
 
 def test_stopped_daemon(west: Any, out: Path) -> None:
     west.run("system", "stop")
-    line = _refused(west.fails("access-token", "issue", str(out / "t.yaml")), "stopped")
+    line = one_error_line(west.fails("access-token", "issue", str(out / "t.yaml")), "stopped")
     assert "skupper system start" in line
     _assert_nothing_left(west, out)
 
@@ -293,4 +287,4 @@ def test_grant_delete_then_redeem_is_no_such_claim(west: Any, out: Path) -> None
     assert done.stdout == f'Waiting for deletion to complete...\nGrant "{name}" is deleted.\n'
     assert _grants(west) == []
     assert _redeem(token["spec"]) == (404, "No such claim")
-    _refused(west.fails("access-grant", "delete", name), name)
+    one_error_line(west.fails("access-grant", "delete", name), name)

@@ -15,10 +15,8 @@ import dataclasses
 import http.client
 import ipaddress
 import json
-import os
 import re
 import select
-import signal
 import socket
 import ssl
 import stat
@@ -44,7 +42,7 @@ from skupper.certs.tls import client_context
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
 from skupper.store.interface import Conflict
 from skupper.store.sqlite import SqliteStore
-from tests_support import Skupper, hermetic_env, table, wait_for
+from tests_support import Skupper, hermetic_env, kill9, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -63,22 +61,8 @@ MAX_WRONG_CODES = 10
 
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie has exited
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
 
 
-def kill9(skupper: Skupper, ns: str) -> None:
-    pid = skupper.daemon_pid(ns)
-    assert pid is not None, f"no daemon pid for {ns}"
-    os.kill(pid, signal.SIGKILL)
-    wait_for(f"the daemon of {ns} (pid {pid}) to die", lambda: not alive(pid), 5, 0.02)
 
 
 @dataclass(frozen=True)

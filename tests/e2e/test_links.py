@@ -6,11 +6,8 @@ are two namespaces of it. Every wait polls a CLI status against a deadline.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import socket
 import ssl
 import stat
@@ -26,7 +23,7 @@ import yaml
 
 from skupper.certs.issue import generate_ca, issue_certificate, verify_signed_by
 from skupper.certs.tls import client_context
-from tests_support import Skupper, hermetic_env, table, wait_for
+from tests_support import Skupper, hermetic_env, kill9, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -141,22 +138,8 @@ def wait_incoming(skupper: Skupper, name: str, remote: str, timeout: float,
     return wait_for(f"{ns} sees the incoming link {name} from {remote}", probe, timeout)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie has exited
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
 
 
-def kill9(skupper: Skupper, ns: str) -> None:
-    pid = skupper.daemon_pid(ns)
-    assert pid is not None, f"no daemon pid for {ns}"
-    os.kill(pid, signal.SIGKILL)
-    wait_for(f"the daemon of {ns} (pid {pid}) to die", lambda: not alive(pid), 5, 0.02)
 
 
 def inter_router(skupper: Skupper, ns: str = "west") -> tuple[str, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -18,6 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests_support import alive, one_error_line
+
 pytestmark = pytest.mark.e2e
 
 NO_SITE = "No site resource exists"
@@ -30,35 +31,17 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie has exited
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _wait_dead(pid: int, within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.02)
     return False
 
 
-def _one_error_line(done: Any, *fragments: str) -> str:
-    """A refusal is one line on stderr, starting with "Error:", and a non-zero exit."""
-    assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("Error:"), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return str(lines[0])
 
 
 def _site(skupper: Any, namespace: str = "default") -> dict[str, Any]:
@@ -120,12 +103,12 @@ def test_create_prints_two_lines_and_keeps_state_private(skupper: Any) -> None:
             continue
         assert _mode(path) == (0o700 if path.is_dir() else 0o600), path
     pid = skupper.daemon_pid()
-    assert pid is not None and _alive(pid)
+    assert pid is not None and alive(pid)
 
     again = skupper.fails("site", "create", "west", "--enable-link-access")
-    _one_error_line(again, "A site resource already exists")
+    one_error_line(again, "A site resource already exists")
     other = skupper.fails("site", "create", "east")
-    _one_error_line(other, "A site resource already exists")
+    one_error_line(other, "A site resource already exists")
     # The refused creates changed nothing: same daemon, same site.
     assert skupper.daemon_pid() == pid
     assert _site(skupper)["metadata"]["name"] == "west"
@@ -142,11 +125,11 @@ def test_create_refuses_a_name_with_a_trailing_newline(skupper: Any) -> None:
 
 
 def test_error_stays_one_line_when_the_input_has_a_newline(skupper: Any) -> None:
-    _one_error_line(skupper.fails("site", "create", "west\n"), "Invalid site name")
+    one_error_line(skupper.fails("site", "create", "west\n"), "Invalid site name")
 
 
 def test_create_refuses_an_invalid_name(skupper: Any) -> None:
-    _one_error_line(skupper.fails("site", "create", "West_1"), "Invalid site name")
+    one_error_line(skupper.fails("site", "create", "West_1"), "Invalid site name")
     assert not skupper.namespace_dir().exists()
 
 
@@ -222,7 +205,7 @@ def test_no_site_is_one_error_line_for_update_status_delete(skupper: Any) -> Non
         ("site", "status", "-o", "json"),
         ("site", "delete"),
     ):
-        _one_error_line(skupper.fails(*args), NO_SITE)
+        one_error_line(skupper.fails(*args), NO_SITE)
     # Asking about a site creates nothing.
     assert not skupper.namespace_dir().exists()
 
@@ -271,7 +254,7 @@ def test_stop_and_start_keep_state_and_site_aliases_work(west: Any, tmp_path: Pa
     done = west.run("system", "start")
     assert done.stdout == 'Waiting for status...\nSite "west" is ready.\n'
     restarted = west.daemon_pid()
-    assert restarted is not None and restarted != pid and _alive(restarted)
+    assert restarted is not None and restarted != pid and alive(restarted)
     _assert_kept(west, before)
     assert _redeem(tmp_path / "token.yaml")[0] == 200
 
@@ -309,7 +292,7 @@ def test_stopped_site_refuses_updates_and_can_be_deleted(west: Any) -> None:
     west.run("system", "stop")
     again = west.run("system", "stop")
     assert "was not running" in again.stdout
-    _one_error_line(west.fails("site", "update", "--disable-link-access"), "stopped",
+    one_error_line(west.fails("site", "update", "--disable-link-access"), "stopped",
                     "skupper system start")
     assert _site(west)["spec"]["linkAccess"] == "default"
     done = west.run("site", "delete")
@@ -337,13 +320,13 @@ def test_delete_removes_state_and_daemon(west: Any) -> None:
     assert not west.namespace_dir().exists()
     assert _wait_dead(pid, within=2)
     assert not any(_port_open(p) for p in ports.values())
-    _one_error_line(west.fails("site", "status"), NO_SITE)
+    one_error_line(west.fails("site", "status"), NO_SITE)
     # A new site can take the namespace again.
     west.run("site", "create", "west")
 
 
 def test_delete_by_another_name_is_refused(west: Any) -> None:
-    _one_error_line(west.fails("site", "delete", "east"), NO_SITE)
+    one_error_line(west.fails("site", "delete", "east"), NO_SITE)
     assert west.namespace_dir().exists()
     assert _site(west)["status"]["status"] == "Ready"
 
@@ -360,14 +343,14 @@ def test_two_namespaces_get_different_ports(skupper: Any) -> None:
     assert sorted(ports_a) == sorted(ports_b) == ["edge", "inter-router"]
     assert not set(ports_a.values()) & set(ports_b.values())
     assert skupper.daemon_pid("a") != skupper.daemon_pid("b")
-    _one_error_line(skupper.fails("site", "status"), NO_SITE)  # "default" has no site
+    one_error_line(skupper.fails("site", "status"), NO_SITE)  # "default" has no site
 
 
 @pytest.mark.parametrize("platform", ["docker"])
 def test_unbuilt_platforms_say_so(skupper: Any, platform: str) -> None:
     for args in (("site", "create", "west"), ("site", "status"), ("access-token", "issue", "-")):
         done = skupper.fails(*args, "--platform", platform)
-        line = _one_error_line(done, "not built yet", platform)
+        line = one_error_line(done, "not built yet", platform)
         assert "Traceback" not in done.stderr, line
     assert not (skupper.home / "data" / "skupper").exists()
 
@@ -379,7 +362,7 @@ def test_kubeconfig_selects_kubernetes_when_no_platform_is_set(skupper: Any) -> 
     skupper.env.pop("SKUPPER_PLATFORM")
     done = skupper.fails("site", "create", "west")
     # The kubernetes platform was chosen: it reads the kubeconfig (an empty one here).
-    _one_error_line(done, f"Cannot use the kubeconfig {kube / 'config'}")
+    one_error_line(done, f"Cannot use the kubeconfig {kube / 'config'}")
     assert not (skupper.home / "data" / "skupper").exists()
     # An explicit platform still wins over the kubeconfig.
     skupper.run("site", "create", "west", "--platform", "systemd")
