@@ -77,38 +77,35 @@ def client_context_from_files(
     return ctx
 
 
-def peer_certificate_serial(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> int | None:
-    """The verified peer certificate's serial, or None if there is no verified peer cert.
-
-    ``getpeercert()`` only fills in the dict form for a certificate it verified, and
-    gives its ``serialNumber`` as hex.
-    """
+def _verified_peer_cert(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dict[str, Any]:
+    """``getpeercert()``'s dict: filled in only for a certificate the handshake verified."""
     if ssl_object is None:
-        return None
+        return {}
     try:
-        cert = ssl_object.getpeercert()
+        cert: Any = ssl_object.getpeercert()
     except ValueError:  # handshake not done yet
-        return None
-    if not cert:
-        return None
+        return {}
+    return dict(cert or {})
+
+
+def peer_identity(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
+) -> tuple[int | None, str | None]:
+    """The verified peer certificate's serial and OU (link certificates name their grant
+    there), read from one ``getpeercert()``."""
+    cert = _verified_peer_cert(ssl_object)
     serial = cert.get("serialNumber")
-    return int(serial, 16) if isinstance(serial, str) else None
-
-
-def peer_organizational_unit(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
-    """The verified peer certificate's OU (link certificates carry their grant there)."""
-    if ssl_object is None:
-        return None
-    try:
-        cert = ssl_object.getpeercert()
-    except ValueError:
-        return None
-    subject: Any = (cert or {}).get("subject", ())
-    for rdn in subject:
+    unit: str | None = None
+    for rdn in cert.get("subject", ()):
         for attribute in rdn:
             if attribute[0] == "organizationalUnitName":
-                return str(attribute[1])
-    return None
+                unit = str(attribute[1])
+    return (int(serial, 16) if isinstance(serial, str) else None), unit
+
+
+def peer_certificate_serial(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> int | None:
+    """The verified peer certificate's serial (given as hex), or None without one."""
+    return peer_identity(ssl_object)[0]
 
 
 def _new_server_context() -> ssl.SSLContext:

@@ -76,10 +76,16 @@ class GrantReconciler:
             grant = await self._store.get("AccessGrant", name)
         except NotFound:
             return
-        sites = await self._store.list("Site")
-        site = sites[0] if sites else None
         before = repr(grant.get("status"))
         self._update(grant)
+        # Each redemption brings a grant here; only a grant past its use, revoked or with
+        # distrusted certificates needs the Site (retention, revocation lists).
+        usable = get_condition(grant, "Usable")
+        site = None
+        if (usable is None or usable.get("status") != "True" or grant_revoked(grant)
+                or untrusted_serials(grant)):
+            sites = await self._store.list("Site")
+            site = sites[0] if sites else None
         if await self._remove_if_retired(grant, site):
             return
         if repr(grant.get("status")) != before:

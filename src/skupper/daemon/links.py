@@ -170,10 +170,6 @@ class LinkManager:
                          connection.remote_hello.get("siteName"), serial)
                 connection.revoke()
 
-    @property
-    def incoming(self) -> list[dict[str, Any]]:
-        return list(self._incoming.values())
-
     # -- the site's view of the network ---------------------------------------------
 
     def refresh_network(self) -> None:

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from skupper.certs.tls import peer_certificate_serial, peer_organizational_unit
+from skupper.certs.tls import peer_identity
 from skupper.router.link import REVOKED_MESSAGE, LinkClosed, LinkConnection, StreamHandler
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,8 @@ class LinkListener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
-        serial = peer_certificate_serial(ssl_object) if ssl_object else None
+        serial, unit = peer_identity(ssl_object)
         peer = writer.get_extra_info("peername")  # now: the transport may be gone later
-        unit = peer_organizational_unit(ssl_object) if ssl_object else None
         revoked = self._is_revoked(serial, unit)
         hello = {**self._local_hello(), "role": self.role}
         if revoked:
