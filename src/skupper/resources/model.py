@@ -15,6 +15,11 @@ KINDS = ("Site", "AccessGrant", "AccessToken", "Link", "RouterAccess", "Listener
 
 Resource = dict[str, Any]
 
+# The largest link cost anywhere: at `access-token issue --cost`, in a token's linkCost,
+# on a Link, and in the routing adverts (a larger cost would be refused by every peer's
+# routing table, so a link carrying it would never be used).
+MAX_LINK_COST = 1_000_000
+
 # Kubernetes object names: DNS-1123 subdomain, 253 characters at most.
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 

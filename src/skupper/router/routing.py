@@ -22,12 +22,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from skupper.resources.model import MAX_LINK_COST
+
 # Bounds on what a peer can make us hold or compute (adverts come from other sites).
 MAX_SITES = 1024
 MAX_LINKS_PER_SITE = 256
 MAX_SERVICES_PER_SITE = 4096
 MAX_NAME_LENGTH = 253
-MAX_COST = 1_000_000
+MAX_COST = MAX_LINK_COST
 
 
 class AdError(ValueError):
