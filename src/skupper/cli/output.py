@@ -14,7 +14,11 @@ from skupper.resources.redact import redacted
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    """Aligned columns; every cell escaped, since names and messages may come from peers."""
+    from skupper.base.text import printable
+
+    cells = [[str(h) for h in headers]] + [[printable(c, limit=1000) for c in row]
+                                          for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         line = "   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row))
