@@ -32,6 +32,20 @@ def resources(items: list[Resource], fmt: str, *, single: bool) -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        import yaml
+        sys.stdout.write(to_yaml(doc))
 
-        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+
+def to_yaml(doc: Any) -> str:
+    """YAML with multi-line strings (PEM blocks) as literal blocks, as the token file has."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        # PyYAML itself falls back to a quoted style where a literal block cannot hold it.
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Dumper.add_representer(str, text)
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False)

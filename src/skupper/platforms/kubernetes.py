@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,14 @@ def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
     path = kubeconfig_path(kubeconfig)
     try:
         if path is None:
+            named = [item for item in os.environ.get("KUBECONFIG", "").split(os.pathsep) if item]
+            if named and not in_cluster():
+                raise SkupperError(
+                    f"No kubeconfig at {os.pathsep.join(named)}",
+                    "the file KUBECONFIG names does not exist" if len(named) == 1
+                    else "none of the files KUBECONFIG names exists",
+                    "Fix or unset KUBECONFIG, or point --kubeconfig at a kubeconfig file.",
+                )
             if not in_cluster():
                 raise SkupperError(
                     "No kubeconfig found",

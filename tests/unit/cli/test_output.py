@@ -15,3 +15,15 @@ def test_a_cell_with_line_breaks_and_escapes_stays_on_its_row(
     assert len(lines) == 3
     assert "\x1b" not in lines[1] and "\\x0a" in lines[1] and "\\x1b" in lines[1]
     assert lines[2].split() == ["l3", "west"]
+
+
+def test_yaml_prints_pem_blocks_as_literal_blocks() -> None:
+    import yaml
+
+    from skupper.cli.output import to_yaml
+
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    doc = {"status": {"ca": pem, "name": "west", "odd": "a \nb\x07"}}
+    text = to_yaml(doc)
+    assert "ca: |\n    -----BEGIN CERTIFICATE-----\n    MIIB\n" in text
+    assert yaml.safe_load(text) == doc
