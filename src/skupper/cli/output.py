@@ -14,11 +14,15 @@ from skupper.resources.redact import redacted
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Aligned columns; every cell escaped, since names and messages may come from peers."""
+    """Aligned columns, rows sorted by their first column (a name, or a time).
+
+    Every cell is escaped, since names and messages may come from peers.
+    """
     from skupper.base.text import printable
 
-    cells = [[str(h) for h in headers]] + [[printable(c, limit=1000) for c in row]
-                                          for row in rows]
+    body = sorted(([printable(c, limit=1000) for c in row] for row in rows),
+                  key=lambda row: row[0] if row else "")
+    cells = [[str(h) for h in headers], *body]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         line = "   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row))

@@ -27,3 +27,9 @@ def test_yaml_prints_pem_blocks_as_literal_blocks() -> None:
     text = to_yaml(doc)
     assert "ca: |\n    -----BEGIN CERTIFICATE-----\n    MIIB\n" in text
     assert yaml.safe_load(text) == doc
+
+
+def test_tables_are_sorted_by_their_first_column(capsys: pytest.CaptureFixture[str]) -> None:
+    table(["NAME", "STATUS"], [["west-b", "Ready"], ["east", "Ready"], ["west-a", "Error"]])
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == ["east", "west-a", "west-b"]
