@@ -14,6 +14,7 @@ SHORT_HELP = {
     "listener": "Bind a local port to a service in the network (by routing key).",
     "connector": "Offer a local server to the network (by routing key).",
     "system": "Start, stop and inspect the site daemon of a namespace.",
+    "debug": "Collect what a bug report needs.",
     "version": "Show the version of this skupper.",
 }
 

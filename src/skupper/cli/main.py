@@ -22,6 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "listener": ("skupper.cli.listener", "listener"),
     "connector": ("skupper.cli.connector", "connector"),
     "system": ("skupper.cli.system", "system"),
+    "debug": ("skupper.cli.debug", "debug"),
     "version": ("skupper.cli.version", "version"),
 }
 _ALIASES = {"token": "access-token", "grant": "access-grant"}
