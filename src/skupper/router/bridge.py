@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skupper.router.control import ControlPlane, encode_line, read_header
+from skupper.router.flows import CLOSED, CONNECTOR, LISTENER, RESET, FlowLog, FlowRecord
 from skupper.router.link import LinkClosed, LinkConnection
 from skupper.router.routing import services_of
 from skupper.router.stream import LinkStream, StreamReset
@@ -96,6 +97,10 @@ class TcpSide(asyncio.Protocol, _Side):
         self._early: list[bytes] = []  # before the peer exists (tiny: reading is paused)
         self._early_eof = False
         self.peer_ready = False
+        # Bytes from the socket and bytes written to it (router.flows reads them).
+        self.received = 0
+        self.sent = 0
+        self.was_reset = False
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # -- asyncio.Protocol ------------------------------------------------------------
@@ -113,6 +118,7 @@ class TcpSide(asyncio.Protocol, _Side):
             self._on_made(self)
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         if not self.peer_ready:
             self._early.append(data)
             return
@@ -129,6 +135,8 @@ class TcpSide(asyncio.Protocol, _Side):
         return True  # keep the socket open for our half
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.was_reset = True
         was_dead, self.dead = self.dead, True
         if not self.closed.done():
             self.closed.set_result(None)
@@ -166,6 +174,7 @@ class TcpSide(asyncio.Protocol, _Side):
     def deliver(self, data: bytes) -> bool:
         if self.dead or self.transport is None:
             return True
+        self.sent += len(data)
         self.transport.write(data)
         return not self._write_paused
 
@@ -181,7 +190,7 @@ class TcpSide(asyncio.Protocol, _Side):
         """Abort with an RST so the other end sees a reset, not an orderly close."""
         if self.dead:
             return
-        self.dead = True
+        self.dead = self.was_reset = True
         if self.transport is None:
             return
         sock = self.transport.get_extra_info("socket")
@@ -353,6 +362,7 @@ class ServiceBridge:
         self._turn = itertools.count()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.active = 0  # application connections this site takes part in
+        self.flows = FlowLog()
 
     # -- configuration -------------------------------------------------------------------
 
@@ -423,19 +433,25 @@ class ServiceBridge:
         listener = self._listeners.get(name)
         table = self.control.table
         route = table.choose(listener.target.key) if listener is not None else None
+        local = self.control.local_id
         if listener is None or route is None:
             if listener is not None:
                 log.info("no reachable connector for %s: connection refused",
                          listener.target.key)
+                self.flows.refuse(listener.target.key, _address(client), local)
             client.abort()
             return
         key = listener.target.key
         table.opened(route.site_id)
         self.active += 1
+        client_address = _address(client)
+        record = self.flows.opened(LISTENER, key, client_address, local, route.site_id,
+                                   table.path(route.site_id), client)
 
         def closed() -> None:
             self.active -= 1
             table.closed(route.site_id)
+            self._flow_closed(record, client)
 
         client._on_closed = closed
         if client.dead:  # the client left while we were choosing
@@ -453,7 +469,8 @@ class ServiceBridge:
             client.start(target)
             target.start(client)
             return
-        stream = self._open(route.next_hop, key, route.site_id, MAX_HOPS)
+        stream = self._open(route.next_hop, key, route.site_id, MAX_HOPS,
+                            {"src": local, "client": client_address})
         if stream is None:
             client.abort()
             return
@@ -461,7 +478,9 @@ class ServiceBridge:
         client.start(side)
         side.start(client)
 
-    def _open(self, next_hop: str, key: str, dst: str, hops: int) -> LinkStream | None:
+    def _open(self, next_hop: str, key: str, dst: str, hops: int,
+              origin: dict[str, str]) -> LinkStream | None:
+        """A stream towards ``dst``; ``origin`` (source site, client address) rides along."""
         conn: LinkConnection | None = self.control.connection_to(next_hop)
         if conn is None:
             return None
@@ -469,7 +488,7 @@ class ServiceBridge:
             stream = conn.open_stream()
             # The header fits the initial window, so this never waits.
             stream.send_now(encode_line({"t": HEADER_TCP, "key": key, "dst": dst,
-                                         "hops": hops}))
+                                         "hops": hops, **origin}))
         except (LinkClosed, StreamReset, Exception) as exc:
             log.info("cannot open a stream towards %s: %s", dst, exc)
             return None
@@ -511,20 +530,30 @@ class ServiceBridge:
             stream.reset()
             return
         incoming = StreamSide(stream)
+        origin = _origin(header)
         if dst == self.control.local_id:
             target = await self._connect_local(key)
             if target is None:
                 stream.reset()
                 return
             self.active += 1
-            target._on_closed = self._one_less
+            source = origin["src"]
+            path = self.control.table.path(source)[::-1] or [source, dst]
+            record = self.flows.opened(CONNECTOR, key, origin["client"], source, dst, path,
+                                       target)
+
+            def closed() -> None:
+                self.active -= 1
+                self._flow_closed(record, target)
+
+            target._on_closed = closed
             target.start(incoming)
             incoming.start(target)
             return
         route = self.control.table.route(dst)
         onward = None
         if hops > 1 and route is not None and route.next_hop:
-            onward = self._open(route.next_hop, key, dst, hops - 1)
+            onward = self._open(route.next_hop, key, dst, hops - 1, origin)
         if onward is None:
             stream.reset()
             return
@@ -533,5 +562,21 @@ class ServiceBridge:
         incoming.start(outgoing)
         outgoing.start(incoming)
 
-    def _one_less(self) -> None:
-        self.active -= 1
+    def _flow_closed(self, record: FlowRecord, end: TcpSide) -> None:
+        self.flows.closed(record, RESET if end.was_reset else CLOSED)
+
+
+def _address(side: TcpSide) -> str:
+    """``host:port`` of a TCP end's peer (``[host]:port`` for IPv6)."""
+    peer = side.transport.get_extra_info("peername") if side.transport is not None else None
+    if not isinstance(peer, tuple) or len(peer) < 2:
+        return ""
+    host = str(peer[0])
+    return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+
+
+def _origin(header: dict[str, Any]) -> dict[str, str]:
+    """Where a forwarded connection comes from, as its header says (bounded; may be absent)."""
+    src, client = header.get("src"), header.get("client")
+    return {"src": src if isinstance(src, str) and len(src) <= 64 else "",
+            "client": client if isinstance(client, str) and len(client) <= 64 else ""}

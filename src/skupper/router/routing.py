@@ -111,6 +111,7 @@ class Route:
     site_id: str
     next_hop: str
     cost: int
+    previous: str = ""  # the site before this one on the path ("" for this site)
 
 
 class RoutingTable:
@@ -164,12 +165,13 @@ class RoutingTable:
         routes: dict[str, Route] = {}
         if self.local_id in self._ads:
             counter = itertools.count()  # tie-break so heap entries never compare strings
-            heap: list[tuple[int, int, str, str]] = [(0, next(counter), self.local_id, "")]
+            heap: list[tuple[int, int, str, str, str]] = [
+                (0, next(counter), self.local_id, "", "")]
             while heap:
-                cost, _, site, hop = heapq.heappop(heap)
+                cost, _, site, hop, previous = heapq.heappop(heap)
                 if site in routes:
                     continue
-                routes[site] = Route(site, hop, cost)
+                routes[site] = Route(site, hop, cost, previous)
                 ad = self._ads.get(site)
                 if ad is None:
                     continue
@@ -179,11 +181,20 @@ class RoutingTable:
                         continue
                     cost_both = max(link_cost, back.links[site])
                     heapq.heappush(heap, (cost + cost_both, next(counter), peer,
-                                          hop or peer))
+                                          hop or peer, site))
         self._routes = routes
 
     def route(self, site_id: str) -> Route | None:
         return self._routes.get(site_id)
+
+    def path(self, site_id: str) -> list[str]:
+        """The sites a connection to ``site_id`` crosses, this one first; [] if unreachable."""
+        sites: list[str] = []
+        route = self._routes.get(site_id)
+        while route is not None and len(sites) <= len(self._routes):
+            sites.append(route.site_id)
+            route = self._routes.get(route.previous) if route.previous else None
+        return sites[::-1]
 
     @property
     def reachable(self) -> list[str]:

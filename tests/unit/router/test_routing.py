@@ -46,6 +46,17 @@ def test_a_line_routes_through_the_middle() -> None:
     assert chosen is not None and chosen.site_id == "c" and chosen.next_hop == "b"
 
 
+def test_the_path_lists_every_site_crossed() -> None:
+    t = line()
+    assert t.path("c") == ["a", "b", "c"]
+    assert t.path("a") == ["a"]
+    assert t.path("nowhere") == []
+    # The cheaper detour wins over a costly direct link, and the path says so.
+    t = table("a", ad("b", links={"a": 1, "c": 1}), ad("c", links={"a": 5, "b": 1}),
+              local_links={"b": 1, "c": 1})
+    assert t.path("c") == ["a", "b", "c"]
+
+
 def test_a_link_counts_only_when_both_ends_advertise_it() -> None:
     # b no longer lists c (its link dropped): c's stale claim must not make it reachable.
     t = table("a", ad("b", links={"a": 1}), ad("c", links={"b": 1}, services=BACKEND),
