@@ -14,6 +14,8 @@ SHORT_HELP = {
     "listener": "Bind a local port to a service in the network (by routing key).",
     "connector": "Offer a local server to the network (by routing key).",
     "system": "Start, stop and inspect the site daemon of a namespace.",
+    "network": "Show the network this site belongs to.",
+    "connection": "Show the application connections of this site.",
     "debug": "Collect what a bug report needs.",
     "version": "Show the version of this skupper.",
 }

@@ -22,6 +22,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "listener": ("skupper.cli.listener", "listener"),
     "connector": ("skupper.cli.connector", "connector"),
     "system": ("skupper.cli.system", "system"),
+    "network": ("skupper.cli.network", "network"),
+    "connection": ("skupper.cli.connection", "connection"),
     "debug": ("skupper.cli.debug", "debug"),
     "version": ("skupper.cli.version", "version"),
 }

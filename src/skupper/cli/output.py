@@ -29,6 +29,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         click.echo(line.rstrip())
 
 
+def print_document(doc: Any, fmt: str) -> None:
+    """A document that is not a resource (network status, connection records)."""
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n" if fmt == "json" else to_yaml(doc))
+
+
 def resources(items: list[Resource], fmt: str, *, single: bool) -> None:
     """Print one resource, or a List of them, in upstream's shape."""
     clean = [redacted(item) for item in items]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from typing import Any
 
 from skupper import __version__
 from skupper.certs.tls import client_context
 from skupper.controller.link import LINK_REQUIRED, dial_endpoint
+from skupper.daemon.metrics import LinkFigures
 from skupper.daemon.status_writer import StatusWriter
 from skupper.grants.redemption import grant_of_unit
 from skupper.resources import Resource
@@ -40,6 +42,10 @@ class LinkManager:
         self.services: Any = None
         self._costs: dict[str, int] = {}
         self._outgoing_connections: dict[str, LinkConnection] = {}
+        # The network as last written to the Site's status (daemon.observation reads it),
+        # and how often each outgoing link was dialed again after it went down.
+        self.network: list[dict[str, Any]] = []
+        self.reconnects: Counter[str] = Counter()
 
     # -- who we are ---------------------------------------------------------------------
 
@@ -111,6 +117,9 @@ class LinkManager:
     def _report(self, name: str, report: LinkReport) -> None:
         if name not in self._dialers and report.operational:
             return
+        before = self._outgoing.get(name)
+        if before is not None and before.operational and not report.operational:
+            self.reconnects[name] += 1  # the dialer dials it again from here
         self._outgoing[name] = report
 
         def change(link: Resource) -> None:
@@ -175,6 +184,18 @@ class LinkManager:
     def refresh_network(self) -> None:
         self._update_network()
 
+    def link_figures(self) -> list[LinkFigures]:
+        """This site's links, live, for the metrics and the console."""
+        figures = []
+        for name, report in sorted(self._outgoing.items()):
+            conn = self._outgoing_connections.get(name)
+            figures.append(_figures(name, "outgoing", str(report.remote.get("siteName", "")),
+                                    report.operational, conn))
+        for conn, hello in self._incoming.items():
+            figures.append(_figures(str(hello.get("link", "")), "incoming",
+                                    str(hello.get("siteName", "")), True, conn))
+        return figures
+
     def _update_network(self) -> None:
         site_name = self._site.get("siteName")
         if not site_name:
@@ -202,6 +223,7 @@ class LinkManager:
         }] + [{"id": rid, "name": rname} for rid, rname in sorted(remotes.items())]
         if self.services is not None:
             network = self.services.network(network[0], network[1:])
+        self.network = network
 
         def change(site: Resource) -> None:
             status = site.setdefault("status", {})
@@ -209,6 +231,14 @@ class LinkManager:
             status["sitesInNetwork"] = len(network)
 
         self._writer.submit("Site", site_name, change)
+
+
+def _figures(name: str, direction: str, remote: str, up: bool,
+             conn: LinkConnection | None) -> LinkFigures:
+    if conn is None:
+        return LinkFigures(name, direction, remote, up)
+    return LinkFigures(name, direction, remote, up and not conn.is_closed, conn.rtt,
+                       conn.bytes_sent, conn.bytes_received)
 
 
 def _cost(link: Resource) -> int:

@@ -21,6 +21,7 @@ from skupper.controller.service import ServiceReconciler
 from skupper.controller.site import SiteReconciler
 from skupper.daemon.link_access import DaemonLinkAccess
 from skupper.daemon.links import LinkManager
+from skupper.daemon.observation import SiteObservation
 from skupper.daemon.services import ServiceRouter
 from skupper.daemon.status_writer import StatusWriter
 from skupper.resources import Resource
@@ -45,6 +46,7 @@ class SiteRuntime:
         self.services = ServiceRouter(namespace)
         self.links.services = self.services
         self.services.refresh_network = self.links.refresh_network
+        self.observation = SiteObservation(ports_file.parent, self.links, self.services)
         self.link_access = DaemonLinkAccess(store, ports_file, self.links)
         self.sites = SiteReconciler(store, secrets, self.link_access, namespace)
         grants = GrantReconciler(store, self.link_access, self._schedule_grant)
@@ -80,6 +82,7 @@ class SiteRuntime:
         if site is not None:
             self.links.set_site(site)
             self.links.set_revoked(site)
+            await self.observation.configure(site)
         # Everything that hangs off the site follows it (the Site itself excluded).
         for kind in self.controller.kinds:
             if kind != "Site":
@@ -110,6 +113,7 @@ class SiteRuntime:
             await self.stop()
 
     async def stop(self) -> None:
+        await self.observation.stop()
         await self.links.stop()
         await self.services.stop()
         await self.link_access.disable()

@@ -226,6 +226,10 @@ class KubernetesPlatform:
     def log_file(self) -> str:
         return f"kubectl logs deployment/skupper-controller -n {self.namespace}"
 
+    def observer_file(self) -> None:
+        """The observer runs in the controller's pod: no file of it on this machine."""
+        return None
+
     @property
     def stopped_message(self) -> str:
         return "the Skupper controller stopped renewing its lease"

@@ -8,7 +8,11 @@ from skupper.base.files import ensure_private_dir
 from skupper.platforms import local_daemon
 from skupper.platforms.local import NamespacePaths
 
+OBSERVER_FILE = "observer.json"
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from skupper.store.secrets import FileSecretStore
     from skupper.store.sqlite import SqliteStore
 
@@ -51,3 +55,7 @@ class LocalPlatform:
     @property
     def log_file(self) -> str:
         return str(self.paths.log_file)
+
+    def observer_file(self) -> Path | None:
+        """Where the daemon says how to reach its observer (metrics, console)."""
+        return self.paths.runtime / OBSERVER_FILE

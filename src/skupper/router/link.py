@@ -77,6 +77,11 @@ class LinkConnection:
         self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_heard = asyncio.get_running_loop().time()
+        # For the metrics and the console: bytes each way, the last heartbeat's round trip.
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.rtt: float | None = None
+        self._ping_sent: tuple[int, float] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -167,6 +172,7 @@ class LinkConnection:
     def flush(self) -> None:
         data = self.session.data_to_send()
         if data and not self._writer.is_closing():
+            self.bytes_sent += len(data)
             self._writer.write(data)
 
     async def drain(self) -> None:
@@ -231,6 +237,7 @@ class LinkConnection:
                 data = await self._reader.read(READ_SIZE)
                 if not data:
                     break
+                self.bytes_received += len(data)
                 self._last_heard = asyncio.get_running_loop().time()
                 for event in self.session.receive_data(data):
                     self._dispatch(event)
@@ -268,6 +275,7 @@ class LinkConnection:
     def _on_data(self, data: bytes) -> None:
         if self._closed.done():
             return
+        self.bytes_received += len(data)
         self._last_heard = asyncio.get_running_loop().time()
         for event in self.session.receive_data(data):
             self._dispatch(event)
@@ -306,6 +314,10 @@ class LinkConnection:
             case yamux.ConnectionTerminated(reason=why):
                 self.flush()
                 self.close(f"link protocol error: {why}", go_away=False)
+            case yamux.PingAcknowledged(opaque=opaque):
+                sent = self._ping_sent
+                if sent is not None and sent[0] == opaque:
+                    self.rtt = asyncio.get_running_loop().time() - sent[1]
             case _:
                 pass  # pings are answered by the session; any frame counts as heard
 
@@ -319,6 +331,7 @@ class LinkConnection:
                 self.close(f"no heartbeat from the remote site for {silent:.0f} s")
                 return
             counter = (counter + 1) & 0xFFFFFFFF
+            self._ping_sent = (counter, loop.time())
             self.session.ping(counter)
             self.flush()
 

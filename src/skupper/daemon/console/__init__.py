@@ -1,0 +1,1 @@
+"""The live console's page, script and style sheet (package data, served by daemon.observer)."""
