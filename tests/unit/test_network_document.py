@@ -47,3 +47,20 @@ def test_every_site_sees_the_same_sites_and_services() -> None:
     assert sorted(s["id"] for s in from_west["sites"]) == sorted(s["id"] for s in from_c["sites"])
     assert from_west["services"] == from_c["services"]
     assert len(from_c["links"]) == 2
+
+
+def test_advertised_links_say_who_dialed_and_the_cost() -> None:
+    links = [{"from": "e", "to": "w", "cost": 2, "dialed": True, "name": "east-to-west"},
+             {"from": "c", "to": "e", "cost": 1, "dialed": False}]
+    west = {**WEST, "links": [*WEST["links"], {"name": "to-gone", "remoteSiteId": "g",
+                                               "remoteSiteName": "gone", "operational": False}]}
+    doc = network_document([west, EAST, C], "w", links)
+    assert doc["links"] == [
+        {"name": "-", "fromSite": "c", "toSite": "east", "direction": "-", "cost": 1,
+         "state": "up"},
+        {"name": "east-to-west", "fromSite": "east", "toSite": "west", "direction": "outgoing",
+         "cost": 2, "state": "up"},
+        {"name": "to-gone", "fromSite": "west", "toSite": "gone", "direction": "outgoing",
+         "cost": "-", "state": "down"},
+    ]
+    assert network_document([C, EAST, WEST], "c", links)["links"] == doc["links"][:2]

@@ -46,8 +46,9 @@ async def _document(target: Target) -> dict[str, Any]:
                            f'the site daemon for namespace "{target.namespace}" is not running, '
                            "so it knows no network",
                            f'Start it with "skupper system start -n {target.namespace}".')
-    entries = (site.get("status") or {}).get("network") or []
-    return network_document(entries, str(site["metadata"].get("uid", "")))
+    status = site.get("status") or {}
+    return network_document(status.get("network") or [], str(site["metadata"].get("uid", "")),
+                            status.get("networkLinks"))
 
 
 def _print_tables(doc: dict[str, Any]) -> None:

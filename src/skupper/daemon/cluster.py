@@ -195,7 +195,8 @@ async def _run(store: Any, secrets: Any, namespace: str, lease: LeaderLease) -> 
         return {"AccessToken": TokenReconciler(store, secrets, site_name).reconcile}
 
     runtime = SiteRuntime(store, secrets, namespace,
-                          runtime_dir / f"skupper-{namespace}-ports.json", extra=add_tokens)
+                          runtime_dir / f"skupper-{namespace}-ports.json", extra=add_tokens,
+                          platform="kubernetes")
     try:
         # A lost lease ends the run like a crashed controller: the Deployment restarts us.
         await runtime.run({"lease": lease.renew()})

@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class LinkManager:
-    def __init__(self, writer: StatusWriter, namespace: str) -> None:
+    def __init__(self, writer: StatusWriter, namespace: str, platform: str = "systemd") -> None:
         self._writer = writer
         self._namespace = namespace
+        self._platform = platform
         self._site: dict[str, str] = {}
         self._dialers: dict[str, tuple[Dialer, asyncio.Task[None], tuple[Any, ...]]] = {}
         self._outgoing: dict[str, LinkReport] = {}
@@ -45,6 +46,7 @@ class LinkManager:
         # The network as last written to the Site's status (daemon.observation reads it),
         # and how often each outgoing link was dialed again after it went down.
         self.network: list[dict[str, Any]] = []
+        self.network_links: list[dict[str, Any]] = []
         self.reconnects: Counter[str] = Counter()
 
     # -- who we are ---------------------------------------------------------------------
@@ -54,7 +56,8 @@ class LinkManager:
         self._site = {"siteId": str(site["metadata"].get("uid", "")),
                       "siteName": str(site["metadata"]["name"])}
         if self.services is not None:
-            self.services.set_site(self._site["siteId"], self._site["siteName"])
+            self.services.set_site(self._site["siteId"], self._site["siteName"],
+                                   self._platform, __version__)
         if first:
             # Replace whatever network an earlier run of the daemon left in the status.
             self._update_network()
@@ -106,7 +109,8 @@ class LinkManager:
             return
         if connection is not None:
             self._outgoing_connections[name] = connection
-            self.services.link_up(connection, outgoing=True, cost=self._costs.get(name, 1))
+            self.services.link_up(connection, outgoing=True, cost=self._costs.get(name, 1),
+                                  name=name)
         elif (old := self._outgoing_connections.pop(name, None)) is not None:
             self.services.link_down(old)
 
@@ -151,7 +155,8 @@ class LinkManager:
             self._incoming_serials[connection] = serial
             if self.services is not None:
                 connection.set_stream_handler(self.services.on_stream)
-                self.services.link_up(connection, outgoing=False)
+                self.services.link_up(connection, outgoing=False,
+                                      name=str(connection.remote_hello.get("link", "")))
         self._update_network()
 
     # -- revocation -------------------------------------------------------------------
@@ -218,16 +223,19 @@ class LinkManager:
                 remotes[remote_id] = str(hello.get("siteName", ""))
         network = [{
             "id": self._site.get("siteId", ""), "name": site_name,
-            "namespace": self._namespace, "platform": "systemd", "version": __version__,
+            "namespace": self._namespace, "platform": self._platform, "version": __version__,
             "links": links,
         }] + [{"id": rid, "name": rname} for rid, rname in sorted(remotes.items())]
+        network_links: list[dict[str, Any]] = []
         if self.services is not None:
             network = self.services.network(network[0], network[1:])
-        self.network = network
+            network_links = self.services.network_links()
+        self.network, self.network_links = network, network_links
 
         def change(site: Resource) -> None:
             status = site.setdefault("status", {})
             status["network"] = network
+            status["networkLinks"] = network_links
             status["sitesInNetwork"] = len(network)
 
         self._writer.submit("Site", site_name, change)

@@ -32,8 +32,10 @@ def _hold_lock(paths: NamespacePaths) -> int | None:
 
 async def serve(paths: NamespacePaths) -> None:
     store = SqliteStore(paths.store)
+    # The container platforms say which they are; a bare host is upstream's "linux".
     runtime = SiteRuntime(store, FileSecretStore(paths.secrets), paths.namespace,
-                          paths.ports_file)
+                          paths.ports_file,
+                          platform=os.environ.get("SKUPPER_SITE_PLATFORM", "systemd"))
     try:
         await runtime.run()
     finally:

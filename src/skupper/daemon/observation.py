@@ -64,7 +64,7 @@ class SiteObservation:
     def network(self) -> dict[str, Any]:
         """``GET /api/network``: network_document plus this site's live counters."""
         facts = self._site_facts()
-        doc = network_document(self._links.network, facts["id"])
+        doc = network_document(self._links.network, facts["id"], self._links.network_links)
         figures = {lk.name: lk for lk in self._links.link_figures()}
         for link in doc["links"]:
             mine = figures.get(link["name"])

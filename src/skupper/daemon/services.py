@@ -35,11 +35,12 @@ class ServiceRouter:
 
     # -- hooks for the link manager ---------------------------------------------------------
 
-    def set_site(self, site_id: str, name: str) -> None:
-        self.control.set_local(site_id, name, self._namespace)
+    def set_site(self, site_id: str, name: str, platform: str = "", version: str = "") -> None:
+        self.control.set_local(site_id, name, self._namespace, platform, version)
 
-    def link_up(self, conn: LinkConnection, *, outgoing: bool, cost: int = 1) -> None:
-        self.control.link_up(conn, outgoing=outgoing, cost=cost)
+    def link_up(self, conn: LinkConnection, *, outgoing: bool, cost: int = 1,
+                name: str = "") -> None:
+        self.control.link_up(conn, outgoing=outgoing, cost=cost, name=name)
 
     def link_down(self, conn: LinkConnection) -> None:
         self.control.link_down(conn)
@@ -64,8 +65,10 @@ class ServiceRouter:
             if ad is None:
                 continue
             record: dict[str, Any] = {"id": site_id, "name": ad.name}
-            if ad.namespace:
-                record["namespace"] = ad.namespace
+            for key, value in (("namespace", ad.namespace), ("platform", ad.platform),
+                               ("version", ad.version)):
+                if value:
+                    record[key] = value
             record["links"] = [
                 {"remoteSiteId": peer, "remoteSiteName": _name(table.ad(peer)),
                  "operational": True}
@@ -77,6 +80,37 @@ class ServiceRouter:
         # Linked sites whose advert has not arrived yet still show.
         records += list(known.values())
         return records
+
+    def network_links(self) -> list[dict[str, Any]]:
+        """Every link of the network once, from its adverts: who dialed, the cost, the name.
+
+        A link counts once both ends advertise it (as routing does); its cost is the
+        larger of the two ends' figures. ``from`` is the dialing site where it says so.
+        """
+        table = self.control.table
+        reachable = set(table.reachable)
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for site_id in sorted(reachable):
+            ad = table.ad(site_id)
+            if ad is None:
+                continue
+            for peer, cost in sorted(ad.links.items()):
+                back = table.ad(peer)
+                if peer not in reachable or back is None or site_id not in back.links:
+                    continue
+                pair = (min(site_id, peer), max(site_id, peer))
+                if site_id in back.dialed and peer not in ad.dialed:
+                    dialer, accepter, name = peer, site_id, back.dialed[site_id]
+                elif peer in ad.dialed:
+                    dialer, accepter, name = site_id, peer, ad.dialed[peer]
+                else:
+                    dialer, accepter, name = pair[0], pair[1], ""
+                record = {"from": dialer, "to": accepter, "cost": max(cost, back.links[site_id]),
+                          "dialed": bool(name)}
+                if name:
+                    record["name"] = name
+                out.setdefault(pair, record)
+        return [out[pair] for pair in sorted(out)]
 
     # -- for the reconcilers ----------------------------------------------------------------
 

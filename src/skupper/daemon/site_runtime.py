@@ -38,11 +38,12 @@ class SiteRuntime:
         namespace: str,
         ports_file: Path,
         extra: Callable[[SiteRuntime], dict[str, Reconcile]] | None = None,
+        platform: str = "systemd",
     ) -> None:
         """``extra(runtime)`` adds reconcilers by kind (the cluster's AccessToken)."""
         self.store = store
         self.writer = StatusWriter(store)
-        self.links = LinkManager(self.writer, namespace)
+        self.links = LinkManager(self.writer, namespace, platform)
         self.services = ServiceRouter(namespace)
         self.links.services = self.services
         self.services.refresh_network = self.links.refresh_network

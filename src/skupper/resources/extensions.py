@@ -29,6 +29,16 @@ STATUS_EXTENSIONS: dict[str, dict[str, Any]] = {
         "distrustedCertificates": _STRINGS,
     },
     "Site": {
+        # Every link of the network once (from the adverts): dialing and accepting site
+        # ids, the link's cost and, where the dialer advertised it, its name.
+        "networkLinks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"from": _STRING, "to": _STRING, "name": _STRING,
+                               "cost": {"type": "integer"}, "dialed": {"type": "boolean"}},
+            },
+        },
         "revokedGrants": {
             "type": "array",
             "items": {

@@ -68,6 +68,8 @@ class _Peer:
     opened_here: bool = False  # we opened the control stream, so we write its header
     ready: bool = False  # the peer's "link" line arrived: usable for routing
     pending: dict[str, SiteAd] = field(default_factory=dict)
+    outgoing: bool = False  # this site dialed the link
+    name: str = ""  # the link's name (the dialer's Link)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -84,6 +86,7 @@ class ControlPlane:
         self.table = RoutingTable("")
         self._peers: dict[LinkConnection, _Peer] = {}
         self._local: tuple[str, str, str] | None = None  # id, name, namespace
+        self._facts: tuple[str, str] = ("", "")  # platform, version
         self._services: dict[str, Service] = {}
         # Newer wins everywhere; starting from the clock makes a restarted site's adverts
         # newer than those its previous run left in the network.
@@ -95,10 +98,12 @@ class ControlPlane:
     def local_id(self) -> str:
         return self._local[0] if self._local else ""
 
-    def set_local(self, site_id: str, name: str, namespace: str) -> None:
-        if self._local == (site_id, name, namespace):
+    def set_local(self, site_id: str, name: str, namespace: str, platform: str = "",
+                  version: str = "") -> None:
+        if self._local == (site_id, name, namespace) and self._facts == (platform, version):
             return
         self._local = (site_id, name, namespace)
+        self._facts = (platform, version)
         self._advertise()
 
     def set_services(self, services: dict[str, Service]) -> None:
@@ -117,8 +122,10 @@ class ControlPlane:
                 links[peer.site_id] = min(links.get(peer.site_id, peer.link_cost),
                                           peer.link_cost)
         self._seq += 1
+        dialed = {peer.site_id: peer.name for peer in self._peers.values()
+                  if peer.outgoing and peer.site_id in links}
         ad = SiteAd(self._local[0], self._local[1], self._seq, self._local[2],
-                    links, self._services)
+                    links, self._services, *self._facts, dialed)
         self.table.set_local(ad)
         self._flood(ad, source=None)
         self._on_change()
@@ -131,10 +138,12 @@ class ControlPlane:
 
     # -- links -------------------------------------------------------------------------
 
-    def link_up(self, conn: LinkConnection, *, outgoing: bool, cost: int = 1) -> None:
+    def link_up(self, conn: LinkConnection, *, outgoing: bool, cost: int = 1,
+                name: str = "") -> None:
         """A link is operational. The accepting side opens its control stream now."""
         peer = self._peer(conn)
         peer.up, peer.cost = True, max(1, int(cost))
+        peer.outgoing, peer.name = outgoing, name
         if not outgoing and peer.stream is None:
             try:
                 stream = conn.open_stream()

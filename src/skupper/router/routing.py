@@ -52,6 +52,11 @@ class SiteAd:
     namespace: str = ""
     links: Mapping[str, int] = field(default_factory=dict)  # neighbour site id -> cost
     services: Mapping[str, Service] = field(default_factory=dict)  # routing key -> service
+    # What people see of the site (network status): its platform and version, and which
+    # of its links it dialed (neighbour site id -> the link's name).
+    platform: str = ""
+    version: str = ""
+    dialed: Mapping[str, str] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -59,6 +64,7 @@ class SiteAd:
             "links": dict(self.links),
             "services": {key: {"c": list(s.connectors), "l": list(s.listeners)}
                          for key, s in self.services.items()},
+            "platform": self.platform, "version": self.version, "dialed": dict(self.dialed),
         }
 
     @classmethod
@@ -90,7 +96,14 @@ class SiteAd:
             if not _str_list(connectors) or not _str_list(listeners):
                 raise AdError("bad service names")
             services[key] = Service(tuple(connectors), tuple(listeners))
-        return cls(str(site_id), str(name), seq, str(ns), links, services)
+        platform, version = doc.get("platform", ""), doc.get("version", "")
+        dialed = doc.get("dialed", {})
+        if not _short_str(platform) or not _short_str(version) or not isinstance(dialed, dict) \
+                or len(dialed) > MAX_LINKS_PER_SITE \
+                or not all(_short_str(k) and _short_str(v) for k, v in dialed.items()):
+            raise AdError("bad site facts")
+        return cls(str(site_id), str(name), seq, str(ns), links, services, str(platform),
+                   str(version), {str(k): str(v) for k, v in dialed.items()})
 
 
 def _short_str(value: Any) -> bool:
