@@ -55,9 +55,19 @@
   function drawGraph(doc) {
     const svg = document.getElementById("graph");
     for (const node of Array.from(svg.querySelectorAll("g"))) node.remove();
-    const sites = doc.sites;
+    // Sites named only by a link that is down (no longer reachable) are drawn too.
+    const known = new Set(doc.sites.map((site) => site.name));
+    const sites = doc.sites.slice();
+    for (const link of doc.links) {
+      for (const name of [link.fromSite, link.toSite]) {
+        if (!known.has(name)) {
+          known.add(name);
+          sites.push({ name: name, platform: "unreachable", version: "-", unreachable: true });
+        }
+      }
+    }
     const where = {};
-    const cx = 400, cy = 260, radius = sites.length > 1 ? 190 : 0;
+    const cx = 400, cy = 235, radius = sites.length > 1 ? 170 : 0;
     sites.forEach((site, i) => {
       const angle = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(1, sites.length);
       where[site.name] = [cx + radius * Math.cos(angle), cy + radius * Math.sin(angle)];
@@ -77,7 +87,8 @@
     const nodes = el("g", { id: "graph-sites" });
     for (const site of sites) {
       const [x, y] = where[site.name];
-      const g = el("g", { class: "site" + (site.name === doc.site.name ? " self" : ""),
+      const g = el("g", { class: "site" + (site.name === doc.site.name ? " self" : "") +
+                                   (site.unreachable ? " unreachable" : ""),
                           "data-site": site.name });
       g.appendChild(el("circle", { cx: x, cy: y, r: 26 }));
       g.appendChild(el("text", { class: "name", x: x, y: y + 44 }, site.name));
@@ -127,8 +138,9 @@
     previous = doc;
     document.getElementById("site-name").textContent = "at site " + doc.site.name;
     const up = doc.links.filter((l) => l.state === "up").length;
-    document.getElementById("summary").textContent = doc.sites.length + " sites, " +
-      doc.links.length + " links (" + up + " up), " + doc.services.length + " services";
+    const count = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+    document.getElementById("summary").textContent = count(doc.sites.length, "site") + ", " +
+      count(doc.links.length, "link") + " (" + up + " up), " + count(doc.services.length, "service");
     drawGraph(doc);
     drawTables(doc);
     document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString();
