@@ -26,6 +26,11 @@ from tests_support import Skupper, hermetic_env
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
+# True once the echo service's bytes-per-second cell shows a figure above zero.
+MOVING_RATE = """() => {
+  const c = document.querySelector('#services tr[data-service="echo"] .service-rate');
+  return c !== null && /[1-9]/.test(c.textContent) && c.textContent.includes('B/s');
+}"""
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -102,10 +107,7 @@ def test_the_console_draws_the_network_and_follows_it(pair: Net, tmp_path: Path)
             assert "echo" in page.locator("#services").inner_text()
             # A counter moves while traffic flows (the page polls once a second).
             pumping.start()
-            page.wait_for_function(
-                """() => { const c = document.querySelector('#services tr[data-service="echo"] .service-rate');
-                           return c && /[1-9]/.test(c.textContent) && c.textContent.includes('B/s'); }""",
-                timeout=15_000)
+            page.wait_for_function(MOVING_RATE, timeout=15_000)
             open_now = page.locator('#services tr[data-service="echo"] .open-connections')
             assert open_now.inner_text() == "1"
             page.screenshot(path=str(shot), full_page=True)
