@@ -94,6 +94,7 @@ def test_manifests_are_the_whole_install() -> None:
         ("Role", "skupper-controller"),
         ("RoleBinding", "skupper-controller"),
         ("Service", "skupper-grant-server"),
+        ("Service", "skupper-metrics"),
         ("Service", "skupper-router"),
         ("ServiceAccount", "skupper-controller"),
     ]
@@ -105,7 +106,12 @@ def test_manifests_are_the_whole_install() -> None:
     (container,) = pod["containers"]
     assert container["args"] == ["system", "controller"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"inter-router": 55671, "edge": 45671, "grant-server": 9090}
+    assert ports == {"inter-router": 55671, "edge": 45671, "grant-server": 9090,
+                     "metrics": 9464}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9464"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SKUPPER_METRICS_HOST"] == "0.0.0.0"
     selector = deployment["spec"]["selector"]["matchLabels"]
     for service in (d for d in manifests() if d["kind"] == "Service"):
         assert service["spec"]["selector"] == selector

@@ -27,8 +27,9 @@ async def observer_info(target: Target) -> dict[str, str]:
         raise SkupperError(
             "The observer is not reachable from here",
             f"on the {session.platform.name} platform it runs in the cluster",
-            "Use \"kubectl port-forward deployment/skupper-controller 9464\" and open "
-            "http://127.0.0.1:9464/ with the token of the Secret skupper-console-token.")
+            "Run \"kubectl port-forward deployment/skupper-controller 9464\", then open the "
+            "console address that \"kubectl exec deployment/skupper-controller -- cat "
+            "/var/run/skupper/observer.json\" gives (its port is 9464).")
     try:
         info = json.loads(where.read_text())
         if not all(isinstance(info.get(k), str) for k in ("metrics", "console", "api", "token")):
