@@ -1,7 +1,7 @@
 """Benchmark: service traffic through links, side by side with its baselines.
 
     .venv/bin/python bench/bench_services.py [--quick] [--rounds 2] [--mib 256]
-                                             [--idle 1000] [--keep]
+                                             [--idle 1000] [--keep] [--metrics-cost]
 
 One run measures, on 127.0.0.1, every figure for every path, interleaved per round:
 
@@ -12,6 +12,11 @@ One run measures, on 127.0.0.1, every figure for every path, interleaved per rou
              server, two stunnel4 processes (skipped when stunnel4 is not installed)
   1 link     client -> listener at site a -> link -> connector at site b -> server
   2 links    client -> listener at site a -> b -> c -> connector at site c -> server
+
+With ``--metrics-cost`` a third pair of sites (d -> e) runs with the bridge's byte
+counting taken out (a ``sitecustomize`` the bench writes replaces the two counting
+methods of ``TcpSide`` with copies that do not count), and its path "1 link, uncounted"
+stands beside "1 link": what the metrics cost the data path.
 
 Figures: throughput of one stream and of 16 parallel streams (the client sends, the
 server counts and answers one byte when all arrived), request/response latency p50
@@ -303,6 +308,58 @@ def _sites(h: Hermetic, work: Path, ports: dict[str, int]) -> dict[str, dict[str
     return paths
 
 
+# Loaded by the uncounted sites' daemons (PYTHONPATH): TcpSide without its byte counters.
+_UNCOUNTED = '''
+from skupper.router import bridge
+
+
+def data_received(self, data):
+    if not self.peer_ready:
+        self._early.append(data)
+        return
+    if not self.peer.deliver(data) and self.transport is not None:
+        self.transport.pause_reading()
+
+
+def deliver(self, data):
+    if self.dead or self.transport is None:
+        return True
+    self.transport.write(data)
+    return not self._write_paused
+
+
+bridge.TcpSide.data_received = data_received
+bridge.TcpSide.deliver = deliver
+'''
+
+
+def _uncounted_sites(h: Hermetic, work: Path, ports: dict[str, int]) -> dict[str, int]:
+    """Sites d -> e like a -> b, their daemons without the bridge's byte counting."""
+    patch = work / "uncounted"
+    patch.mkdir(mode=0o700)
+    (patch / "sitecustomize.py").write_text(_UNCOUNTED)
+    saved = dict(h.env)
+    h.env["PYTHONPATH"] = str(patch)
+    try:
+        h.skupper("site", "create", "d", "-n", "d", "--enable-link-access")
+        h.skupper("site", "create", "e", "-n", "e")
+        token = work / "d-e.yaml"
+        h.skupper("access-token", "issue", str(token), "-n", "d")
+        h.skupper("access-token", "redeem", str(token), "-n", "e")
+        out: dict[str, int] = {}
+        for service in ("sink", "echo"):
+            key = f"{service}-uncounted"
+            h.skupper("connector", "create", key, str(ports[service]), "-n", "e")
+            port = _free_port()
+            h.skupper("listener", "create", key, str(port), "--host", LOOPBACK, "-n", "d",
+                      "--wait", "ready", "--timeout", "30s")
+            out[service] = port
+    finally:
+        h.env.clear()
+        h.env.update(saved)
+    return out
+
+
 def _rss_kib(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+)", text)
@@ -354,6 +411,8 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--metrics-cost", action="store_true",
+                        help="also run a link whose daemons do not count bytes")
     args = parser.parse_args()
     if args.role == "server":
         asyncio.run(_serve(Path(args.pki)))
@@ -390,6 +449,8 @@ def _bench(h: Hermetic, args: argparse.Namespace) -> int:
     print("creating sites a, b, c ...", file=sys.stderr)
     for label, service_ports in _sites(h, work, ports).items():
         paths[label] = (service_ports, False)
+    if args.metrics_cost:
+        paths["1 link, uncounted"] = (_uncounted_sites(h, work, ports), False)
 
     results: dict[str, dict[str, list[float]]] = {p: {} for p in paths}
     for round_no in range(args.rounds):
@@ -437,6 +498,11 @@ def _report(results: dict[str, dict[str, list[float]]], memory: dict[str, float]
               "target <= 2x)")
     else:
         print()
+    if "1 link, uncounted" in med:
+        plain = med["1 link, uncounted"]
+        print(f"metrics' cost: 1 link counting {link['one']:.0f} MB/s vs uncounted "
+              f"{plain['one']:.0f} MB/s one stream ({link['one'] / plain['one']:.1%}), "
+              f"{link['sixteen'] / plain['sixteen']:.1%} with 16 streams (target >= 97%)")
     print("memory per idle connection (2 links, RSS growth / connections): " + ", ".join(
         f"site {ns} {kib:.1f} KiB" for ns, kib in memory.items()) + " (target <= 16 KiB)")
     print(f"\n{args.rounds} rounds (medians), {args.mib} MiB per throughput run, "
