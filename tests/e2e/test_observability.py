@@ -102,6 +102,12 @@ def test_network_status_is_the_same_from_every_site(line: Net) -> None:
         assert service["listeners"] == [{"site": "a", "name": "echo"}]
         assert service["connectors"] == [{"site": "c", "name": "echo"}]
     assert docs["a"]["services"] == docs["b"]["services"] == docs["c"]["services"]
+    # b's own two links carry their heartbeat round trips (pings every 2 s).
+    def timed() -> bool:
+        return all(isinstance(lk.get("rttSeconds"), float) and 0 < lk["rttSeconds"] < 1
+                   for lk in network_doc(line, "b")["links"])
+
+    wait_for("b's links show their round-trip times", timed, 10)
     text = line.run("network", "status", "-n", "b").stdout
     assert "Sites in the network: 3" in text and "Links: 2" in text
     rows = table(text.split("\n\nLinks")[0].split("\n", 1)[1])

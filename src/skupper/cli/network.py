@@ -41,14 +41,34 @@ async def _document(target: Target) -> dict[str, Any]:
     async with open_session(target) as session:
         site = require_site(session)
         running = session.platform.running()
+        observer_file = session.platform.observer_file()
     if not running:
         raise SkupperError("The site is stopped",
                            f'the site daemon for namespace "{target.namespace}" is not running, '
                            "so it knows no network",
                            f'Start it with "skupper system start -n {target.namespace}".')
     status = site.get("status") or {}
-    return network_document(status.get("network") or [], str(site["metadata"].get("uid", "")),
-                            status.get("networkLinks"))
+    doc = network_document(status.get("network") or [], str(site["metadata"].get("uid", "")),
+                           status.get("networkLinks"))
+    _add_round_trips(doc, observer_file)
+    return doc
+
+
+def _add_round_trips(doc: dict[str, Any], observer_file: Any) -> None:
+    """This site's links' heartbeat round trips, live from its observer, where it answers."""
+    import contextlib
+    import json
+
+    from skupper.cli.observer_client import fetch_json
+
+    if observer_file is None:  # kubernetes: the observer is in the cluster
+        return
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, SkupperError):
+        info = json.loads(observer_file.read_text())
+        live = {lk["name"]: lk.get("rttSeconds") for lk in fetch_json(info, "/network")["links"]}
+        for link in doc["links"]:
+            if isinstance(live.get(link["name"]), (int, float)):
+                link["rttSeconds"] = live[link["name"]]
 
 
 def _print_tables(doc: dict[str, Any]) -> None:
