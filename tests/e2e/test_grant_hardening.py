@@ -665,6 +665,71 @@ def test_wrong_codes_from_anyone_do_not_lock_out_the_holder(
     assert WRONG_CODE in detail
 
 
+_RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _raw_exchange(port: int, data: bytes, context: ssl.SSLContext | None) -> None:
+    """Send ``data`` (over TLS with ``context``, else plain TCP); read until closed."""
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+        if context is not None:
+            sock = stack.enter_context(context.wrap_socket(sock, server_hostname="127.0.0.1"))
+        with contextlib.suppress(OSError):
+            sock.sendall(data)
+            while sock.recv(65536):
+                pass
+
+
+def test_hostile_requests_cost_one_short_escaped_log_line_at_most(
+    west: Skupper, tmp_path: Path
+) -> None:
+    token = issue(west, tmp_path)
+    tls = tls_to(token)
+    tail = b"Connection: close\r\nContent-Length: 24\r\n\r\n" + b"W" * 24
+    requests: list[tuple[bytes, ssl.SSLContext | None]] = [
+        # The grant id from the path, with CR, LF, ESC and C1 controls percent-encoded.
+        (b"POST /%0d%0aINFO%20redeemed:%20grant=x%1b[31m HTTP/1.1\r\nHost: x\r\n"
+         b"name: east\r\nsubject: east\r\n" + tail, tls),
+        (b"POST /%1b]0;owned%07%0dFAKE%c2%85%c2%9b31m HTTP/1.1\r\nHost: x\r\n"
+         b"name: east\r\nsubject: east\r\n" + tail, tls),
+        # Escape characters in the name and subject headers.
+        ((f"POST {token.path} HTTP/1.1\r\nHost: x\r\nname: a\x9b2J\r\n"
+          "subject: b\x85\x1b[2Jc\r\n").encode("latin-1") + tail, tls),
+        ((f"POST {token.path} HTTP/1.1\r\nHost: x\r\nname: east\x1b\r\n"
+          "subject: east\r\n").encode() + tail, tls),
+        # Numbers out of range, bad HTTP, garbage, and no TLS at all.
+        (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", tls),
+        (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", tls),
+        (f"POST {token.path} HTTP/1.1\r\nHost: x\r\nname: east\r\nsubject: east\r\n"
+         f"Content-Length: {10**15}\r\n\r\n".encode(), tls),
+        (bytes(range(256)) * 8, tls),
+        (b"\x1b[31mPOST\r\n / HTTP/1.1\r\n\r\n", tls),
+        (b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", None),
+        (b"\x16\x03\x01\x00\x05hello" + bytes(range(256)), None),
+    ]
+    log_file = west.namespace_dir() / "logs" / "daemon.log"
+    before = log_file.read_bytes()
+    for data, context in requests:
+        _raw_exchange(token.port, data, context)
+    assert post(token)[0] == 200  # the server still serves, and says so in one line
+
+    def written() -> bytes | None:
+        text = log_file.read_bytes()[len(before):]
+        return text if b"redeemed: " in text else None
+
+    added = wait_for("the redemption's log line", written, 5, 0.1).decode("utf-8", "replace")
+    lines = added.splitlines()
+    # One line per request at most (some cost none), plus the redemption's.
+    assert len(lines) <= len(requests) + 1, added
+    assert "Traceback" not in added, added
+    for line in lines:
+        assert not _RAW_CONTROL.search(line), repr(line)
+        assert not line.startswith((" ", "\t")), added  # no continuation lines
+        assert len(line) < 600, line
+    assert not any("FAKE" in line and "\r" in line for line in lines)
+    assert count(west, token.grant) == 1
+
+
 def _trickle(sockets: list[ssl.SSLSocket], stop: threading.Event, lock: threading.Lock) -> None:
     while not stop.wait(0.3):
         with lock:  # an SSL object is not used from two threads at once

@@ -13,6 +13,8 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import logging
+import re
 import socket
 import ssl
 import string
@@ -753,3 +755,78 @@ def test_requests_for_unknown_grant_ids_never_list_the_grants(tmp_path: Path) ->
     first, total, _ = asyncio.run(run())
     assert first <= 1, first
     assert total <= 1, total
+
+
+# --- numbers in headers, and what reaches the log ---------------------------------------------
+
+
+def test_a_huge_but_parseable_content_length_is_a_413_at_once(server: Server) -> None:
+    grant = server.grant()
+    data = (f"POST {grant.path} HTTP/1.1\r\nHost: x\r\nname: east\r\nsubject: east\r\n"
+            f"Content-Length: {10**15}\r\n\r\n{grant.code}").encode()
+    started = time.monotonic()
+    answer = parse(exchange(server, data))
+    assert answer.status == 413, answer
+    assert time.monotonic() - started < 3  # not after the connection's 10 s deadline
+    assert grant.count == 0
+
+
+@pytest.mark.parametrize("value", ["9" * 20, "9" * 5000, "1e3", "0x18", "+24", "24 24"])
+def test_content_lengths_that_are_not_numbers_in_range_are_400s(
+    server: Server, value: str
+) -> None:
+    grant = server.grant()
+    data = (f"POST {grant.path} HTTP/1.1\r\nHost: x\r\nname: east\r\nsubject: east\r\n"
+            f"Content-Length: {value}\r\n\r\n{grant.code}").encode()
+    answer = exchange(server, data)
+    assert answer and parse(answer).status == 400, answer[:200]
+    assert grant.count == 0
+
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+# Requests that a client can send to make the server log: each must cost at most one
+# short line without a traceback or a raw control character.
+HOSTILE: dict[str, bytes] = {
+    "CR LF and ESC in the path": b"POST /%0d%0aFAKE%20redeemed:%20grant=x%1b[31m HTTP/1.1\r\n"
+                                 b"Host: x\r\nname: east\r\nsubject: east\r\n"
+                                 b"Connection: close\r\nContent-Length: 24\r\n\r\n"
+                                 + b"W" * 24,
+    "ESC, CR and NEL in the path": b"POST /%1b[31mFAKE%0d%c2%85 HTTP/1.1\r\nHost: x\r\n"
+                                   b"name: east\r\nsubject: east\r\nConnection: close\r\n"
+                                   b"Content-Length: 24\r\n\r\n" + b"W" * 24,
+    "C1 controls in the path": "POST /\x85\x9b31m HTTP/1.1\r\nHost: x\r\nname: east\r\n"
+                               "subject: east\r\nConnection: close\r\n"
+                               "Content-Length: 24\r\n\r\n".encode("latin-1") + b"W" * 24,
+    "ESC in a header": b"POST /x HTTP/1.1\r\nHost: x\r\nname: a\x1b[2J\r\nsubject: a\r\n"
+                       b"Content-Length: 24\r\n\r\n" + b"W" * 24,
+    "C1 in name and subject": "POST /{path} HTTP/1.1\r\nHost: x\r\nname: a\x9b2J\r\n"
+                              "subject: b\x85c\r\nConnection: close\r\n"
+                              "Content-Length: 24\r\n\r\n{code}".encode("latin-1"),
+    "Content-Length overflow": b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                               + b"9" * 5000 + b"\r\n\r\n",
+    "garbage": bytes(range(256)) * 4,
+    "bad method": b"\x1b[31mPOST\r\n / HTTP/1.1\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_requests_log_one_short_escaped_line_at_most(
+    server: Server, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    grant = server.grant()
+    data = HOSTILE[case].replace(b"/{path}", grant.path.encode()).replace(
+        b"{code}", grant.code.encode())
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    exchange(server, data)
+    time.sleep(0.2)  # the server logs on its own thread
+    mine = [r for r in caplog.records if r.name.startswith(("aiohttp", "asyncio", "skupper"))]
+    assert len(mine) <= 1, [r.getMessage() for r in mine]
+    for record in mine:
+        text = caplog.handler.format(record)
+        assert record.exc_info is None and "Traceback" not in text, text
+        assert not _CONTROL.search(text), repr(text)
+        assert len(text) < 600, text
+    assert grant.count == 0
+    assert redeem(server, grant).status == 200  # and the server still serves

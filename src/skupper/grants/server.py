@@ -47,6 +47,7 @@ MAX_HEADERS = 32
 # or its whole exchange by these deadlines is a slow-loris, and is cut.
 HANDSHAKE_TIMEOUT_SECONDS = 5.0
 CONNECTION_DEADLINE_SECONDS = 10.0
+LINGERING_SECONDS = 1.0
 # A grant id is a UUID (36 characters); anything much longer is not one.
 MAX_GRANT_ID_CHARS = 64
 # How often counts of attempts answered 429 are written onto their grants.
@@ -78,8 +79,11 @@ def make_app(ctx: GrantServerContext) -> web.Application:
         if not grant_id or "/" in grant_id or len(grant_id) > MAX_GRANT_ID_CHARS:
             return _text(404, "No such claim")
         # aiohttp refuses a Content-Length it cannot parse; one it can may still be huge.
+        # The body is never read, so the connection cannot serve another request.
         if (request.content_length or 0) > MAX_BODY_BYTES:
-            return _text(413, "Request body too large")
+            response = _text(413, "Request body too large")
+            response.force_close()
+            return response
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -167,6 +171,10 @@ class GrantServer:
             max_field_size=MAX_FIELD_BYTES,
             max_headers=MAX_HEADERS,
             keepalive_timeout=CONNECTION_DEADLINE_SECONDS,
+            # After a refusal with the body unread, aiohttp reads on for this long so the
+            # client sees the answer, not a reset; a client that claims a huge body is
+            # not worth aiohttp's default 10 s.
+            lingering_time=LINGERING_SECONDS,
         )
         await self._runner.setup()
         handler_factory = self._runner.server
