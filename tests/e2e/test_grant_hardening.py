@@ -561,13 +561,14 @@ def test_expired_used_up_and_revoked_grants_say_so_wrong_codes_do_not(
         assert word in grant["status"]["message"].lower(), grant["status"]
     for name in (ready.grant, guessed.grant):
         assert by_name[name]["status"]["status"] == "Ready", by_name[name]["status"]
-    assert by_name[guessed.grant]["status"]["wrongCodes"] == 10
+    wait_for("the wrong codes to be counted", lambda: grant_json(
+        west, guessed.grant)["status"].get("wrongCodes") == 12, 5, 0.2)
     rows = {r["NAME"]: r for r in table(west.run("access-grant", "status").stdout)}
     for name, (_, word) in expected.items():
         assert rows[name]["STATUS"] != "Ready" and word in rows[name]["MESSAGE"].lower()
     assert rows[ready.grant]["STATUS"] == "Ready"
     assert rows[guessed.grant]["STATUS"] == "Ready"
-    assert post(guessed)[0] == 200  # from another source: nothing locked it
+    assert post(guessed, source="127.0.0.9")[0] == 200  # even from there: nothing locked it
 
 
 def test_grants_that_cannot_be_redeemed_are_removed_after_the_retention_setting(
@@ -605,9 +606,9 @@ def test_grants_that_cannot_be_redeemed_are_removed_after_the_retention_setting(
 def test_wrong_codes_from_anyone_do_not_lock_out_the_holder(
     sites: Skupper, tmp_path: Path
 ) -> None:
-    """Hundreds of concurrent wrong codes, from one address and from many, while the
-    holder redeems with `skupper access-token redeem`: the holder gets its link within
-    seconds, the attackers get 429s, the grant shows the wrong codes."""
+    """Hundreds of concurrent wrong codes, from the holder's own address and from many
+    others, while the holder redeems with `skupper access-token redeem`: the holder gets
+    its link within seconds, the attackers get 429s, the grant shows the wrong codes."""
     skupper = sites
     token = issue(skupper, tmp_path, "--redemptions-allowed", "2", ns="west")
     file = tmp_path / "token.yaml"
@@ -626,8 +627,8 @@ def test_wrong_codes_from_anyone_do_not_lock_out_the_holder(
             with lock:
                 seen[status] += 1
 
-    # One loud address, and a few that take turns (the holder dials from 127.0.0.1).
-    sources = ["127.0.0.2"] * 6 + [f"127.0.4.{i}" for i in range(1, 7)]
+    # The holder's own address (it dials from 127.0.0.1), and a dozen others.
+    sources = ["127.0.0.1"] * 8 + [f"127.0.4.{i}" for i in range(1, 13)]
     threads = [threading.Thread(target=attack, args=(source,)) for source in sources]
     for thread in threads:
         thread.start()

@@ -6,6 +6,7 @@ import pytest
 
 from skupper.grants.limits import (
     GRANT_BURST,
+    MAX_HOLD_SECONDS,
     MAX_TRACKED,
     SOURCE_BURST,
     SOURCE_PER_SECOND,
@@ -41,28 +42,33 @@ def test_a_source_out_of_wrong_codes_waits_and_refills() -> None:
     clock = Clock()
     limits = WrongCodeLimits(clock=clock)
     for _ in range(SOURCE_BURST):
-        assert limits.admit("192.0.2.1") == 0.0
-    wait = limits.admit("192.0.2.1")
+        assert limits.wrong_code("192.0.2.1", "g") == 0.0
+    wait = limits.wrong_code("192.0.2.1", "g")
     assert wait == pytest.approx(1 / SOURCE_PER_SECOND)
     assert retry_after(wait) == 1
-    assert limits.admit("192.0.2.2") == 0.0  # another source is not affected
+    assert limits.hold(wait) == pytest.approx(min(wait, MAX_HOLD_SECONDS))
+    assert limits.hold(3600) == MAX_HOLD_SECONDS
+    assert limits.wrong_code("192.0.2.2", "g") == 0.0  # another source is not affected
+    assert limits.wrong_code("2001:db8::1", "g") == 0.0
     clock.now += 1 / SOURCE_PER_SECOND
-    assert limits.admit("192.0.2.1") == 0.0
+    assert limits.wrong_code("192.0.2.1", "g") == 0.0
 
 
-def test_a_right_code_gives_its_reservation_back() -> None:
+def test_one_ipv6_64_is_one_source() -> None:
     limits = WrongCodeLimits(clock=Clock())
-    for _ in range(SOURCE_BURST * 3):
-        assert limits.admit("192.0.2.1") == 0.0
-        limits.right_code("192.0.2.1")
+    for i in range(SOURCE_BURST):
+        assert limits.wrong_code(f"2001:db8:0:1::{i + 1:x}", "g") == 0.0
+    assert limits.wrong_code("2001:db8:0:1:ffff::", "g") > 0
+    assert limits.wrong_code("2001:db8:0:2::1", "g") == 0.0
 
 
 def test_the_grant_budget_is_shared_by_every_source() -> None:
     clock = Clock()
     limits = WrongCodeLimits(clock=clock)
-    assert [limits.wrong_code("g") for _ in range(GRANT_BURST)] == [0.0] * GRANT_BURST
-    assert limits.wrong_code("g") > 0
-    assert limits.wrong_code("other") == 0.0
+    waits = [limits.wrong_code(f"10.0.0.{i}", "g") for i in range(GRANT_BURST)]
+    assert waits == [0.0] * GRANT_BURST
+    assert limits.wrong_code("10.0.1.1", "g") > 0
+    assert limits.wrong_code("10.0.1.1", "other") == 0.0
 
 
 def test_buckets_keep_at_most_max_keys_least_recently_used_first() -> None:
@@ -80,18 +86,19 @@ def test_buckets_keep_at_most_max_keys_least_recently_used_first() -> None:
 def test_memory_stays_bounded_under_address_rotation() -> None:
     limits = WrongCodeLimits(clock=Clock())
     for i in range(MAX_TRACKED * 2):
-        limits.admit(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
-        limits.count(f"grant-{i}", wrong_code=True)
+        limits.wrong_code(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", f"grant-{i}")
+        limits.count(f"grant-{i}")
     assert len(limits.sources) == MAX_TRACKED
+    assert len(limits.grants) == MAX_TRACKED
     assert len(limits.unrecorded) == MAX_TRACKED
 
 
 def test_unrecorded_counts_are_taken_once_and_can_be_put_back() -> None:
     limits = WrongCodeLimits(clock=Clock())
-    limits.count("g", wrong_code=True)
-    limits.count("g", wrong_code=False)
+    limits.count("g")
+    limits.count("g")
     counts = limits.take_unrecorded("g")
-    assert counts == Unrecorded(wrong_codes=1, rate_limited=2)
+    assert counts == Unrecorded(wrong_codes=2, rate_limited=2)
     assert limits.take_unrecorded("g") == Unrecorded()
     limits.put_back("g", counts)
     assert limits.take_unrecorded("g") == counts

@@ -1,21 +1,24 @@
 """Slowing down wrong codes without ever locking out the token's holder.
 
 A code is 24 characters from the OS's CSPRNG (~143 bits): guessing it is hopeless at
-any rate, so nothing here has to stop a guesser outright. What it must do is keep one
-noisy client from costing the site work (a store write and a ledger entry per guess)
-and, above all, never let anyone else's wrong codes refuse the real holder, which a
-permanent lock after N wrong codes did.
+any rate, so nothing here has to stop a guesser outright. What it must do is keep wrong
+codes from costing the site work (a store write and a ledger entry each) and, above
+all, never let anyone's wrong codes refuse the real holder, which a permanent lock after
+N wrong codes did. So the code is always compared first, in constant time: a right code
+is never refused or slowed for rate reasons, whoever else shares its address (a NAT, a
+load balancer, the same host). Only wrong codes are charged, to two token buckets:
 
-Two token buckets, both only ever charged for wrong codes:
+- per source (an IPv4 address, or an IPv6 /64: one host can own a whole /64), so one
+  loud client is answered 429 after a few mistakes;
+- per grant, across all sources, so an attacker rotating addresses cannot make the
+  grant write a ledger entry per guess.
 
-- per source (an IPv4 address, or an IPv6 /64: one host can own a whole /64): a source
-  with no wrong codes left is answered 429 before its code is even looked at, so a
-  single attacker gains nothing by sending faster. Every other source is unaffected.
-- per grant, for an attacker rotating sources: once the grant's budget is spent, wrong
-  codes are answered 429 and only counted, not written one by one. The code is compared
-  first, so a right code is never refused by this budget.
+A wrong code within both budgets is answered 403 and recorded in the grant's ledger.
+Beyond either it is answered 429 "try again in N s" with Retry-After, after a hold of up
+to ``MAX_HOLD_SECONDS`` (so a client that ignores Retry-After is slowed all the same),
+and only counted: the counts reach the grant about once a second.
 
-Memory is bounded: each table keeps at most ``max_keys`` buckets, least recently used
+Memory is bounded: each table keeps at most ``MAX_TRACKED`` buckets, least recently used
 dropped first (a dropped bucket is a full one, which is what a forgotten source gets).
 """
 
@@ -35,6 +38,9 @@ SOURCE_PER_SECOND = 1.0
 GRANT_BURST = 30
 GRANT_PER_SECOND = 10.0
 MAX_TRACKED = 4096
+# A 429 is answered after at most this long: it slows a client that retries at once,
+# and is short enough that a held connection costs little.
+MAX_HOLD_SECONDS = 1.0
 
 
 def source_key(remote: str) -> str:
@@ -92,10 +98,6 @@ class Buckets:
             return 0.0
         return (1.0 - bucket.tokens) / self._rate
 
-    def give_back(self, key: str) -> None:
-        bucket = self._bucket(key)
-        bucket.tokens = min(self._burst, bucket.tokens + 1.0)
-
 
 @dataclass
 class Unrecorded:
@@ -110,6 +112,7 @@ class WrongCodeLimits:
     """The grant server's two budgets of wrong codes, and what they kept out of the store."""
 
     clock: Callable[[], float] = time.monotonic
+    max_hold: float = MAX_HOLD_SECONDS
     sources: Buckets = field(init=False)
     grants: Buckets = field(init=False)
     # Grant name -> counts still to be written on the grant (bounded by the grants).
@@ -119,29 +122,28 @@ class WrongCodeLimits:
         self.sources = Buckets(SOURCE_BURST, SOURCE_PER_SECOND, MAX_TRACKED, self.clock)
         self.grants = Buckets(GRANT_BURST, GRANT_PER_SECOND, MAX_TRACKED, self.clock)
 
-    def admit(self, remote: str) -> float:
-        """Before the code is looked at: reserve one of the source's wrong codes.
+    def wrong_code(self, remote: str, grant: str) -> float:
+        """Charge one wrong code for ``grant`` from ``remote``.
 
-        0.0 admits (give it back with ``right_code`` if the code was right); otherwise the
-        seconds this source must wait.
+        0.0: within both budgets, record it. Otherwise the seconds until the budget that
+        ran out has room again; the attempt is then only counted (``count``).
         """
-        return self.sources.take(source_key(remote))
-
-    def right_code(self, remote: str) -> None:
-        self.sources.give_back(source_key(remote))
-
-    def wrong_code(self, grant: str) -> float:
-        """A wrong code for ``grant``: 0.0 to record it, else seconds until the grant's
-        budget has room again (the attempt is then only counted)."""
+        wait = self.sources.take(source_key(remote))
+        if wait:
+            return wait
         return self.grants.take(grant)
 
-    def count(self, grant: str, *, wrong_code: bool) -> None:
+    def hold(self, wait: float) -> float:
+        """How long to hold a 429 before answering it."""
+        return min(wait, self.max_hold)
+
+    def count(self, grant: str) -> None:
+        """A wrong code answered 429: counted, to be written onto the grant later."""
         if grant not in self.unrecorded and len(self.unrecorded) >= MAX_TRACKED:
             return  # more grants with pending counts than a site has: drop, stay bounded
         pending = self.unrecorded.setdefault(grant, Unrecorded())
         pending.rate_limited += 1
-        if wrong_code:
-            pending.wrong_codes += 1
+        pending.wrong_codes += 1
 
     def take_unrecorded(self, grant: str) -> Unrecorded:
         return self.unrecorded.pop(grant, None) or Unrecorded()

@@ -278,30 +278,23 @@ async def redeem(
     is held only for the checks, the ledger and the count. The transaction judges again:
     a credential whose redemption lost a race is thrown away, never handed out or counted.
 
-    With ``limits``, a source out of wrong codes is refused (429) before its code is
-    looked at, and a wrong code beyond the grant's budget is refused (429) and only
-    counted; a right code from any other source is never slowed.
+    With ``limits``, the code is still compared first, so a right code is never slowed;
+    a wrong code beyond its source's or its grant's budget is held briefly, answered 429
+    and only counted (``limits``).
     """
     check_request(request)
-    name = await index_for(store).name_of(store, request.grant_id)
-    if name is None:
-        raise no_such_claim()
-    if limits is not None:
-        wait = limits.admit(request.remote)
-        if wait:
-            limits.count(name, wrong_code=False)
-            raise too_many_wrong_codes(wait)
-    snapshot = await _read(store, request.grant_id, name)
+    snapshot = await find_grant(store, request.grant_id)
+    name = str(snapshot["metadata"]["name"])
     expected = (snapshot.get("status") or {}).get("code")
-    right = bool(expected) and codes_match(request.code, str(expected))
-    if limits is not None:
-        if right or not expected:
-            limits.right_code(request.remote)  # not a wrong code: the source keeps it
-        else:
-            wait = limits.wrong_code(name)
-            if wait:
-                limits.count(name, wrong_code=True)
-                raise too_many_wrong_codes(wait)
+    if not expected:
+        raise no_such_claim()
+    right = codes_match(request.code, str(expected))
+    if not right and limits is not None:
+        wait = limits.wrong_code(request.remote, name)
+        if wait:
+            limits.count(name)
+            await asyncio.sleep(limits.hold(wait))
+            raise too_many_wrong_codes(wait)
     credential: Credential | None = None
     if right and judge(snapshot, request, now(), None).needs_credential:
         credential = await asyncio.to_thread(issue, request.subject, request.grant_id)
