@@ -836,3 +836,19 @@ def test_hostile_requests_log_one_short_escaped_line_at_most(
         assert len(text) < 600, text
     assert grant.count == 0
     assert redeem(server, grant).status == 200  # and the server still serves
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\r\n", b" \n"])
+def test_a_request_aiohttp_cannot_parse_never_logs_its_body(
+    server: Server, ending: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp quotes the unparseable request in its error, body and all.
+    grant = server.grant()
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    data = f"POST {grant.path} HTTP/1.1".encode() + ending + ending + grant.code.encode()
+    exchange(server, data)
+    time.sleep(0.2)  # the server logs on its own thread
+    text = "\n".join(caplog.handler.format(record) for record in caplog.records)
+    assert grant.code not in text, text
+    assert grant.count == 0

@@ -246,8 +246,12 @@ class _Deadline(asyncio.Protocol):
 
 
 def _short(exc: BaseException) -> str:
-    """An exception as one short, escaped line: its type and the start of its message."""
-    text = " ".join(str(exc).split())
+    """An exception as one short, escaped line: its type and the start of its message.
+
+    Only the first paragraph: aiohttp's parse errors go on to quote the raw request,
+    which may hold a code in its body.
+    """
+    text = " ".join(str(exc).split("\n\n", 1)[0].split())
     return printable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, 160)
 
 
