@@ -750,8 +750,13 @@ def test_requests_for_unknown_grant_ids_never_list_the_grants(tmp_path: Path) ->
             assert created["metadata"]["uid"] == late["metadata"]["uid"]
             known = await attempt(late["metadata"]["uid"], late["status"]["code"].encode())
             assert known == 200
-            # A deleted grant's id is unknown again, without a listing.
+            # A deleted grant's id is unknown again, without a listing: the reconciler
+            # forgets it when it sees the grant gone.
             await store.delete("AccessGrant", "late")
+            await reconciler.reconcile("late")
+            index = index_for(store)
+            assert await index.name_of(store, late["metadata"]["uid"]) is None
+            assert len(index) == 200
             gone = await attempt(late["metadata"]["uid"], late["status"]["code"].encode())
             assert gone == 404
             return first, store.grant_listings, len(unknown)

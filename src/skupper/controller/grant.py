@@ -78,6 +78,7 @@ class GrantReconciler:
         try:
             grant = await self._store.get("AccessGrant", name)
         except NotFound:
+            index_for(self._store).forget_name(name)
             return
         before = repr(grant.get("status"))
         # Before the grant's URL is published: the grant server finds every grant it can

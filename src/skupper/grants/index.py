@@ -8,8 +8,9 @@ which adds each grant before it publishes the grant's URL: no one can hold a URL
 grant the index has not seen. An unknown id is then a dict miss and costs nothing.
 
 Names never change and a uid is never reused, so an entry can only go stale by the
-grant's deletion; the caller reads the grant by name anyway, finds it gone (or under
-another uid) and forgets the entry.
+grant's deletion: the reconciler forgets it when it sees the grant gone, and a caller,
+which reads the grant by name anyway, forgets it on finding the grant gone (or under
+another uid).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class GrantIndex:
 
     def forget(self, grant_id: str) -> None:
         self._names.pop(grant_id, None)
+
+    def forget_name(self, name: str) -> None:
+        """A grant was deleted (only its name is known then): a scan, but deletions are rare."""
+        for grant_id in [uid for uid, known in self._names.items() if known == name]:
+            del self._names[grant_id]
 
     async def name_of(self, store: Store, grant_id: str) -> str | None:
         if not self._loaded:
