@@ -10,8 +10,11 @@ and a grant's count never moves without a 200 the client saw (or exceeds its lim
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
+import logging
+import re
 import socket
 import ssl
 import string
@@ -21,6 +24,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -30,7 +34,17 @@ from hypothesis import strategies as st
 
 from skupper.certs.issue import KeyPair, generate_ca, issue_certificate
 from skupper.certs.tls import server_context
-from skupper.grants.redemption import MAX_WRONG_CODES, Credential
+from skupper.controller.grant import GrantReconciler
+from skupper.controller.runtime import LinkAccessState
+from skupper.grants import redemption
+from skupper.grants.index import index_for
+from skupper.grants.limits import (
+    GRANT_BURST,
+    MAX_HOLD_SECONDS,
+    SOURCE_BURST,
+    WrongCodeLimits,
+)
+from skupper.grants.redemption import Credential, RedemptionRequest, Refusal
 from skupper.grants.server import (
     MAX_BODY_BYTES,
     MAX_FIELD_BYTES,
@@ -57,11 +71,13 @@ class Server:
     """The running grant server and what a test needs to drive it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, store: SqliteStore, port: int,
-                 grant_ca: KeyPair, fail_issue: threading.Event) -> None:
+                 grant_ca: KeyPair, fail_issue: threading.Event,
+                 context: GrantServerContext) -> None:
         self.loop = loop
         self.store = store
         self.port = port
         self.grant_ca = grant_ca
+        self.context = context
         # Set to make the next credentials fail, as a broken CA would.
         self.fail_issue = fail_issue
         self._names = itertools.count()
@@ -71,6 +87,16 @@ class Server:
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def reset_limits(self, clock: Callable[[], float] = time.monotonic,
+                     max_hold: float = MAX_HOLD_SECONDS) -> None:
+        """Forget every source's and grant's wrong codes (each test starts afresh); with
+        ``clock``, the buckets refill only as that clock moves."""
+
+        async def reset() -> None:
+            self.context.limits = WrongCodeLimits(clock=clock, max_hold=max_hold)
+
+        self.call(reset())
 
     def grant(self, allowed: int = 1, code: str = CODE, expires_in: float = 600) -> Grant:
         """A grant as the reconciler leaves it: code, expiry, count 0."""
@@ -87,6 +113,8 @@ class Server:
                                    "expirationTime": format_rfc3339(expires)}
 
             await self.store.mutate_status("AccessGrant", name, status)
+            # As the grant reconciler does before it publishes a grant's URL.
+            index_for(self.store).add(created)
             return created
 
         created = self.call(create())
@@ -114,11 +142,6 @@ class Grant:
     def count(self) -> int:
         return int(self.status().get("redemptions") or 0)
 
-    def reset_wrong_codes(self) -> None:
-        def change(grant: dict[str, Any]) -> None:
-            grant["status"]["wrongCodes"] = 0
-
-        self.server.call(self.server.store.mutate_status("AccessGrant", self.name, change))
 
 
 @pytest.fixture(scope="module")
@@ -139,18 +162,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pair = issue_certificate(site_ca, subject, usage="client")
         return Credential(cert_pem=pair.cert_pem, key_pem=pair.key_pem, serial=pair.serial)
 
-    grant_server = GrantServer(GrantServerContext(
+    context = GrantServerContext(
         store=store, issue=issue, site_ca_pem=lambda: site_ca.cert_pem,
         endpoints=lambda: [{"name": "inter-router", "host": "127.0.0.1", "port": "55671",
                             "group": "skupper-router"}],
-    ))
+    )
+    grant_server = GrantServer(context)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     tls = server_context(grant_cert.cert_pem, grant_cert.key_pem)
     asyncio.run_coroutine_threadsafe(grant_server.start(sock, tls), loop).result(10)
     try:
-        yield Server(loop, store, grant_server.port, grant_ca, fail)
+        yield Server(loop, store, grant_server.port, grant_ca, fail, context)
     finally:
         asyncio.run_coroutine_threadsafe(grant_server.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -169,9 +193,17 @@ def _tls(server: Server) -> ssl.SSLContext:
     return ctx
 
 
-def exchange(server: Server, data: bytes, *, timeout: float = 5.0) -> bytes:
-    """Send raw bytes over a new TLS connection; everything the server sends until it closes."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as raw, \
+@pytest.fixture(autouse=True)
+def fresh_limits(server: Server) -> None:
+    server.reset_limits()
+
+
+def exchange(server: Server, data: bytes, *, timeout: float = 5.0,
+             source: str = "127.0.0.1") -> bytes:
+    """Send raw bytes over a new TLS connection from ``source`` (a loopback address);
+    everything the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout,
+                                  source_address=(source, 0)) as raw, \
             _tls(server).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
         tls.sendall(data)
         chunks = []
@@ -212,8 +244,9 @@ def request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def redeem(server: Server, grant: Grant, **kwargs: Any) -> Answer:
-    return parse(exchange(server, request("POST", grant.path, grant.code.encode(), **kwargs)))
+def redeem(server: Server, grant: Grant, *, source: str = "127.0.0.1", **kwargs: Any) -> Answer:
+    return parse(exchange(server, request("POST", grant.path, grant.code.encode(), **kwargs),
+                          source=source))
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
@@ -529,7 +562,7 @@ def test_random_requests_never_get_a_5xx_and_never_overcount(
     if _Seen.grant is None:
         _Seen.grant = server.grant(allowed=allowed)
     grant = _Seen.grant
-    grant.reset_wrong_codes()  # keep the right code reachable: the lock is tested elsewhere
+    server.reset_limits()  # keep every code looked at: the slowing down is tested elsewhere
     answer = parse(exchange(server, request(
         "POST", grant.path, body, headers=[("name", name), ("subject", subject), *headers])))
     assert answer.status < 500, answer
@@ -543,17 +576,102 @@ def test_random_requests_never_get_a_5xx_and_never_overcount(
         assert answer.body.strip() == USED_UP
 
 
-def test_ten_wrong_codes_lock_even_the_right_one(server: Server) -> None:
+# --- wrong codes: slowed down, recorded, never a lock ------------------------------------------
+
+
+def _headers(answer: bytes) -> dict[str, str]:
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head)}
+
+
+class FrozenClock:
+    """Time for the wrong-code buckets that moves only when a test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_wrong_codes_slow_their_source_and_never_lock_out_the_holder(server: Server) -> None:
+    clock = FrozenClock()
+    server.reset_limits(clock)
     grant = server.grant(allowed=3)
-    for _ in range(MAX_WRONG_CODES):
-        answer = parse(exchange(server, request("POST", grant.path, b"W" * 24)))
-        assert (answer.status, answer.body.strip()) == (403, REFUSED)
-    answer = redeem(server, grant)
-    assert answer.status == 403 and "locked" in answer.body, answer
+    statuses, held = [], []
+    for _ in range(SOURCE_BURST + 3):
+        started = time.monotonic()
+        raw = exchange(server, request("POST", grant.path, b"W" * 24))
+        held.append(time.monotonic() - started)
+        statuses.append(parse(raw).status)
+    # The first ten are plain refusals; after that the source is slowed, told for how long,
+    # and each answer is held back, so a client that does not wait is slowed all the same.
+    assert statuses == [403] * SOURCE_BURST + [429] * 3, statuses
+    answer = parse(raw)
+    assert answer.body.strip() == "Too many wrong codes; try again in 1 s", answer
+    assert _headers(raw)["retry-after"] == "1"
+    assert min(held[SOURCE_BURST:]) >= MAX_HOLD_SECONDS * 0.9, held
+
+    # The holder redeems at once, even from the attacker's own address (a NAT, a load
+    # balancer, the same host): the code is compared first, and a right one is never slowed.
+    for source in ("127.0.0.1", "127.0.0.2"):
+        started = time.monotonic()
+        assert redeem(server, grant, source=source).status == 200
+        assert time.monotonic() - started < MAX_HOLD_SECONDS * 0.9
+
     status = grant.status()
-    assert status["wrongCodes"] == MAX_WRONG_CODES
-    assert status["redemptions"] == 0
-    assert [e["outcome"] for e in status["ledger"]] == ["refused: locked"]
+    outcomes = [e["outcome"] for e in status["ledger"]]
+    assert outcomes == ["refused: wrong code"] * SOURCE_BURST + ["redeemed"] * 2, outcomes
+    assert [e["remote"] for e in status["ledger"][SOURCE_BURST:]] == ["127.0.0.1", "127.0.0.2"]
+    assert status["redemptions"] == 2
+    # The 429s are counted on the grant within about a second.
+    wait_for("the 429s to be counted", lambda: grant.status().get("rateLimited") == 3, 5)
+    assert grant.status()["wrongCodes"] == SOURCE_BURST + 3
+
+
+def test_an_attacker_rotating_addresses_is_slowed_per_grant_not_the_right_code(
+    server: Server
+) -> None:
+    server.reset_limits(FrozenClock(), max_hold=0)
+    grant = server.grant(allowed=2)
+    # 60 sources x 4 wrong codes each: no source is over its own budget, the grant's is.
+    sources = [f"127.0.1.{i}" for i in range(1, 61)]
+    statuses = collections.Counter[int]()
+    for round_ in range(4):
+        for source in sources:
+            statuses[parse(exchange(server, request("POST", grant.path, b"W" * 24),
+                                    source=source)).status] += 1
+        if round_ == 1:  # in the middle of the attack, the holder
+            assert redeem(server, grant, source="127.0.2.1").status == 200
+    # The grant's budget: 30 recorded one by one, the rest only counted.
+    assert statuses == {403: GRANT_BURST, 429: 240 - GRANT_BURST}, statuses
+    assert redeem(server, grant, source="127.0.2.2").status == 200
+    status = grant.status()
+    assert status["redemptions"] == 2
+    wait_for("every wrong code to be counted",
+             lambda: grant.status().get("wrongCodes") == 240, 5)
+    assert grant.status()["rateLimited"] == statuses[429]
+    ledger = grant.status()["ledger"]
+    assert [e["outcome"] for e in ledger].count("redeemed") == 2
+    assert len(ledger) == GRANT_BURST + 2  # what was recorded, and nothing dropped yet
+
+
+def test_the_ledger_keeps_redemptions_over_wrong_codes(server: Server) -> None:
+    grant = server.grant(allowed=1)
+    clock = FrozenClock()
+    server.reset_limits(clock)
+    assert redeem(server, grant, source="127.0.3.1").status == 200
+    for i in range(45):  # from many sources, within the grant's budget: each one recorded
+        if i == GRANT_BURST:
+            clock.now += 10
+        answer = parse(exchange(server, request("POST", grant.path, b"W" * 24),
+                                source=f"127.0.3.{10 + i}"))
+        assert answer.status == 403
+    ledger = grant.status()["ledger"]
+    assert len(ledger) == 32
+    assert grant.status()["ledgerDropped"] == 46 - 32
+    assert ledger[0]["outcome"] == "redeemed"
+    assert {e["outcome"] for e in ledger[1:]} == {"refused: wrong code"}
 
 
 @pytest.mark.parametrize("value", ["100-continue", "something-else"])
@@ -568,3 +686,174 @@ def test_a_non_ascii_expect_header_is_not_a_server_error(server: Server) -> None
     grant = server.grant()
     answer = redeem(server, grant, headers=[*_GOOD, ("Expect", "\x80")])
     assert answer.status < 500, answer
+
+
+# --- unknown grant ids cost no more than known ones ---------------------------------------------
+
+
+class CountingStore(SqliteStore):
+    """A real SqliteStore that counts its listings of grants."""
+
+    grant_listings = 0
+
+    async def list(self, kind: str) -> list[dict[str, Any]]:
+        if kind == "AccessGrant":
+            self.grant_listings += 1
+        return await super().list(kind)
+
+
+class _LinkAccess:
+    """The grant reconciler's view of link access: enabled, with a grant server URL."""
+
+    state = LinkAccessState(grant_url_base="https://127.0.0.1:9/", grant_ca_pem=b"CA")
+
+    async def enable(self, config: Any) -> LinkAccessState:
+        return self.state
+
+    async def disable(self) -> None:
+        return None
+
+
+def test_requests_for_unknown_grant_ids_never_list_the_grants(tmp_path: Path) -> None:
+    site_ca = generate_ca("site CA")
+
+    def issue(subject: str, *_grant_id: str) -> Credential:
+        pair = issue_certificate(site_ca, subject, usage="client")
+        return Credential(cert_pem=pair.cert_pem, key_pem=pair.key_pem, serial=pair.serial)
+
+    async def run() -> tuple[int, int, int]:
+        store = CountingStore(tmp_path / "store.db")
+        try:
+            reconciler = GrantReconciler(store, _LinkAccess(), lambda *_: None)
+            for i in range(200):
+                await store.create(new_resource("AccessGrant", f"grant-{i}", {}))
+            for i in range(200):
+                await reconciler.reconcile(f"grant-{i}")
+            store.grant_listings = 0
+
+            async def attempt(grant_id: str, code: bytes) -> int:
+                request = RedemptionRequest(grant_id=grant_id, code=code, name="east",
+                                            subject="east", remote="127.0.0.1")
+                try:
+                    await redemption.redeem(store, request, issue)
+                except Refusal as refusal:
+                    return refusal.status
+                return 200
+
+            unknown = [await attempt(str(uuid.uuid4()), b"W" * 24) for _ in range(300)]
+            assert set(unknown) == {404}
+            first = store.grant_listings  # the index's one listing, at most
+            # A grant made after the index was filled: found through the reconciler.
+            created = await store.create(new_resource("AccessGrant", "late", {}))
+            await reconciler.reconcile("late")
+            late = await store.get("AccessGrant", "late")
+            assert created["metadata"]["uid"] == late["metadata"]["uid"]
+            known = await attempt(late["metadata"]["uid"], late["status"]["code"].encode())
+            assert known == 200
+            # A deleted grant's id is unknown again, without a listing: the reconciler
+            # forgets it when it sees the grant gone.
+            await store.delete("AccessGrant", "late")
+            await reconciler.reconcile("late")
+            index = index_for(store)
+            assert await index.name_of(store, late["metadata"]["uid"]) is None
+            assert len(index) == 200
+            gone = await attempt(late["metadata"]["uid"], late["status"]["code"].encode())
+            assert gone == 404
+            return first, store.grant_listings, len(unknown)
+        finally:
+            store.close()
+
+    first, total, _ = asyncio.run(run())
+    assert first <= 1, first
+    assert total <= 1, total
+
+
+# --- numbers in headers, and what reaches the log ---------------------------------------------
+
+
+def test_a_huge_but_parseable_content_length_is_a_413_at_once(server: Server) -> None:
+    grant = server.grant()
+    data = (f"POST {grant.path} HTTP/1.1\r\nHost: x\r\nname: east\r\nsubject: east\r\n"
+            f"Content-Length: {10**15}\r\n\r\n{grant.code}").encode()
+    started = time.monotonic()
+    answer = parse(exchange(server, data))
+    assert answer.status == 413, answer
+    assert time.monotonic() - started < 3  # not after the connection's 10 s deadline
+    assert grant.count == 0
+
+
+@pytest.mark.parametrize("value", ["9" * 20, "9" * 5000, "1e3", "0x18", "+24", "24 24"])
+def test_content_lengths_that_are_not_numbers_in_range_are_400s(
+    server: Server, value: str
+) -> None:
+    grant = server.grant()
+    data = (f"POST {grant.path} HTTP/1.1\r\nHost: x\r\nname: east\r\nsubject: east\r\n"
+            f"Content-Length: {value}\r\n\r\n{grant.code}").encode()
+    answer = exchange(server, data)
+    assert answer and parse(answer).status == 400, answer[:200]
+    assert grant.count == 0
+
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+# Requests that a client can send to make the server log: each must cost at most one
+# short line without a traceback or a raw control character.
+HOSTILE: dict[str, bytes] = {
+    "CR LF and ESC in the path": b"POST /%0d%0aFAKE%20redeemed:%20grant=x%1b[31m HTTP/1.1\r\n"
+                                 b"Host: x\r\nname: east\r\nsubject: east\r\n"
+                                 b"Connection: close\r\nContent-Length: 24\r\n\r\n"
+                                 + b"W" * 24,
+    "ESC, CR and NEL in the path": b"POST /%1b[31mFAKE%0d%c2%85 HTTP/1.1\r\nHost: x\r\n"
+                                   b"name: east\r\nsubject: east\r\nConnection: close\r\n"
+                                   b"Content-Length: 24\r\n\r\n" + b"W" * 24,
+    "C1 controls in the path": "POST /\x85\x9b31m HTTP/1.1\r\nHost: x\r\nname: east\r\n"
+                               "subject: east\r\nConnection: close\r\n"
+                               "Content-Length: 24\r\n\r\n".encode("latin-1") + b"W" * 24,
+    "ESC in a header": b"POST /x HTTP/1.1\r\nHost: x\r\nname: a\x1b[2J\r\nsubject: a\r\n"
+                       b"Content-Length: 24\r\n\r\n" + b"W" * 24,
+    "C1 in name and subject": "POST /{path} HTTP/1.1\r\nHost: x\r\nname: a\x9b2J\r\n"
+                              "subject: b\x85c\r\nConnection: close\r\n"
+                              "Content-Length: 24\r\n\r\n{code}".encode("latin-1"),
+    "Content-Length overflow": b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                               + b"9" * 5000 + b"\r\n\r\n",
+    "garbage": bytes(range(256)) * 4,
+    "bad method": b"\x1b[31mPOST\r\n / HTTP/1.1\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_requests_log_one_short_escaped_line_at_most(
+    server: Server, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    grant = server.grant()
+    data = HOSTILE[case].replace(b"/{path}", grant.path.encode()).replace(
+        b"{code}", grant.code.encode())
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    exchange(server, data)
+    time.sleep(0.2)  # the server logs on its own thread
+    mine = [r for r in caplog.records if r.name.startswith(("aiohttp", "asyncio", "skupper"))]
+    assert len(mine) <= 1, [r.getMessage() for r in mine]
+    for record in mine:
+        text = caplog.handler.format(record)
+        assert record.exc_info is None and "Traceback" not in text, text
+        assert not _CONTROL.search(text), repr(text)
+        assert len(text) < 600, text
+    assert grant.count == 0
+    assert redeem(server, grant).status == 200  # and the server still serves
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\r\n", b" \n"])
+def test_a_request_aiohttp_cannot_parse_never_logs_its_body(
+    server: Server, ending: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp quotes the unparseable request in its error, body and all.
+    grant = server.grant()
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    data = f"POST {grant.path} HTTP/1.1".encode() + ending + ending + grant.code.encode()
+    exchange(server, data)
+    time.sleep(0.2)  # the server logs on its own thread
+    text = "\n".join(caplog.handler.format(record) for record in caplog.records)
+    assert grant.code not in text, text
+    assert grant.count == 0

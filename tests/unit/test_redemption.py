@@ -12,12 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from skupper.grants.redemption import (
+    LEDGER_LIMIT,
+    MAX_REDEMPTIONS_ALLOWED,
     Credential,
     RedemptionRequest,
     Refusal,
     answer_documents,
     check_request,
     judge,
+    redemptions_allowed,
 )
 from skupper.resources import API_VERSION, Resource
 from skupper.resources.model import format_rfc3339
@@ -93,6 +96,55 @@ def test_wrong_code_is_refused_with_403_and_nothing_counted() -> None:
     assert (refusal.status, refusal.reason) == (403, "Redemption of access token refused")
     assert issue.calls == 0
     assert grant["status"]["redemptions"] == 0
+
+
+def test_wrong_codes_never_lock_the_grant_and_are_recorded() -> None:
+    grant = _grant(allowed=1)
+    for _ in range(50):
+        assert _refusal(grant, b"W" * 24).status == 403
+    assert grant["status"]["wrongCodes"] == 50
+    ledger = grant["status"]["ledger"]
+    assert len(ledger) == LEDGER_LIMIT
+    assert {e["outcome"] for e in ledger} == {"refused: wrong code"}
+    assert ledger[0]["name"] == "link" and ledger[0]["subject"] == "east"
+    assert decide(grant, CODE.encode(), NOW, _Issuer()) is CREDENTIAL  # no lock
+
+
+def test_wrong_codes_are_dropped_from_the_ledger_before_redemptions_and_refusals() -> None:
+    grant = _grant(allowed=2)
+    decide(grant, CODE.encode(), NOW, _Issuer())
+    decide(grant, CODE.encode(), NOW, _Issuer())
+    _refusal(grant, CODE.encode())  # used up: a refusal with the right code
+    for _ in range(LEDGER_LIMIT + 5):
+        _refusal(grant, b"W" * 24)
+    outcomes = [e["outcome"] for e in grant["status"]["ledger"]]
+    assert outcomes[:3] == ["redeemed", "redeemed", "refused: used up"]
+    assert len(outcomes) == LEDGER_LIMIT
+    assert grant["status"]["ledgerDropped"] == 3 + LEDGER_LIMIT + 5 - LEDGER_LIMIT
+
+
+@pytest.mark.parametrize("value", [1, 5, MAX_REDEMPTIONS_ALLOWED, "7", None])
+def test_redemptions_allowed_in_range(value: Any) -> None:
+    grant = _grant()
+    grant["spec"]["redemptionsAllowed"] = value
+    assert redemptions_allowed(grant) == (1 if value is None else int(value))
+
+
+_OUT_OF_RANGE = [0, -1, MAX_REDEMPTIONS_ALLOWED + 1, 10**5000, "9" * 5000, True, 1.5, "one",
+                 "", [], {"a": 1}, "\u0663"]
+
+
+@pytest.mark.parametrize("value", _OUT_OF_RANGE, ids=[str(i) for i in range(len(_OUT_OF_RANGE))])
+def test_redemptions_allowed_out_of_range_is_refused_not_a_crash(value: Any) -> None:
+    grant = _grant()
+    grant["spec"]["redemptionsAllowed"] = value
+    with pytest.raises(ValueError):
+        redemptions_allowed(grant)
+    # With the right code, such a grant is refused like an unknown one, and recorded.
+    issue = _Issuer()
+    assert _refusal(grant, CODE.encode(), issue).reason == "No such claim"
+    assert issue.calls == 0
+    assert grant["status"]["ledger"][-1]["outcome"] == "refused: invalid grant"
 
 
 @pytest.mark.parametrize(

@@ -96,8 +96,9 @@ async def _delete(target: Target, name: str) -> None:
 
 def _detail(grant: dict[str, Any]) -> None:
     """One grant in full, with its redemption ledger (the code is never shown)."""
+    from skupper.base.text import printable
     from skupper.cli.output import table
-    from skupper.grants.redemption import MAX_WRONG_CODES, REVOKED_ANNOTATION
+    from skupper.grants.redemption import REVOKED_ANNOTATION
 
     st = grant.get("status") or {}
     annotations = grant["metadata"].get("annotations") or {}
@@ -108,7 +109,8 @@ def _detail(grant: dict[str, Any]) -> None:
         ("Redemptions", f"{st.get('redemptions', 0)}/"
                         f"{grant.get('spec', {}).get('redemptionsAllowed', 1)}"),
         ("Expiration", st.get("expirationTime", "-")),
-        ("Wrong codes", f"{st.get('wrongCodes', 0)}/{MAX_WRONG_CODES}"),
+        ("Wrong codes", str(st.get("wrongCodes", 0))),
+        ("Slowed down", f"{st.get('rateLimited', 0)} attempts answered 429"),
         ("Revoked", annotations.get(REVOKED_ANNOTATION, "no")),
         ("URL", st.get("url", "-")),
     ]
@@ -118,13 +120,15 @@ def _detail(grant: dict[str, Any]) -> None:
     dropped = int(st.get("ledgerDropped") or 0)
     click.echo("")
     if not ledger:
-        click.echo("Ledger: no redemption has been attempted with the right code.")
+        click.echo("Ledger: no redemption has been attempted.")
         return
-    click.echo("Ledger (attempts that showed the right code)"
+    click.echo("Ledger (redemption attempts, wrong codes dropped first)"
                + (f", {dropped} older entries not kept:" if dropped else ":"))
+    # Entries hold what clients sent (checked names, addresses): escaped all the same.
     table(["TIME", "REMOTE", "NAME", "SUBJECT", "OUTCOME", "SERIAL"],
-          [[e.get("time", ""), e.get("remote", ""), e.get("name", ""), e.get("subject", ""),
-            e.get("outcome", ""), e.get("serial", "-")] for e in ledger])
+          [[printable(e.get(key, default), 80) for key, default in (
+              ("time", ""), ("remote", ""), ("name", ""), ("subject", ""), ("outcome", ""),
+              ("serial", "-"))] for e in ledger])
 
 
 @access_grant.command(

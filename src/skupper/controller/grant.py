@@ -1,9 +1,11 @@
 """The AccessGrant reconciler: code, URL, CA and expiry; honest status; revocation; cleanup.
 
-A grant that can no longer be redeemed says why (expired, used up, revoked, locked)
-and is removed once the site's retention period has passed. Certificates that must
-no longer be trusted (all of a revoked grant's, and any whose answer never reached its
-client) are added to the site's revocation list, which outlives the grant.
+A grant that can no longer be redeemed says why (expired, used up, revoked, invalid)
+and is removed once the site's retention period has passed. Wrong codes never make a
+grant unusable: they are slowed at the grant server and counted (``wrongCodes``).
+Certificates that must no longer be trusted (all of a revoked grant's, and any whose
+answer never reached its client) are added to the site's revocation list, which
+outlives the grant.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 from skupper.base.durations import parse_duration
 from skupper.controller.runtime import LinkAccessRuntime
 from skupper.grants.codes import generate_code
-from skupper.grants.redemption import MAX_WRONG_CODES, REVOKED_ANNOTATION, is_locked
+from skupper.grants.index import index_for
+from skupper.grants.redemption import REVOKED_ANNOTATION, redemptions_allowed
 from skupper.resources import Resource
 from skupper.resources.model import format_rfc3339, now_rfc3339, parse_rfc3339
 from skupper.resources.status import derive_ready, get_condition, set_condition
@@ -75,8 +78,12 @@ class GrantReconciler:
         try:
             grant = await self._store.get("AccessGrant", name)
         except NotFound:
+            index_for(self._store).forget_name(name)
             return
         before = repr(grant.get("status"))
+        # Before the grant's URL is published: the grant server finds every grant it can
+        # be asked for without listing them all (grants/index.py).
+        index_for(self._store).add(grant)
         self._update(grant)
         # Each redemption brings a grant here; only a grant past its use, revoked or with
         # distrusted certificates needs the Site (retention, revocation lists).
@@ -149,9 +156,7 @@ class GrantReconciler:
         status = grant.setdefault("status", {})
         try:
             expires = expiration_time(grant)
-            allowed = int(spec.get("redemptionsAllowed") or 1)
-            if allowed < 1:
-                raise ValueError("redemptionsAllowed must be at least 1")
+            allowed = redemptions_allowed(grant)
         except (ValueError, TypeError, OverflowError) as exc:
             set_condition(grant, "Processed", False, "Error", f"Invalid grant: {exc}")
             derive_ready(grant, GRANT_REQUIRED)
@@ -182,11 +187,6 @@ class GrantReconciler:
                 grant, "Usable", False, "Revoked",
                 f"The grant was revoked at {annotations[REVOKED_ANNOTATION]}; "
                 "no certificate issued from it can link any more",
-            )
-        elif is_locked(grant):
-            set_condition(
-                grant, "Usable", False, "Locked",
-                f"The grant is locked after {MAX_WRONG_CODES} wrong codes; issue a new token",
             )
         elif remaining <= 0:
             set_condition(grant, "Usable", False, "Expired", "The grant has expired")

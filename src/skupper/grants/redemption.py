@@ -5,6 +5,10 @@ checks the code first, in constant time, so a caller without the code cannot tel
 expired or used-up grant from a live one. Only then are expiry and the remaining
 count checked, and the count grows in the same transaction that issued the
 certificate: a failure anywhere leaves the count unchanged (upstream weaknesses 1-3).
+
+Wrong codes never lock a grant (anyone who knows its URL could lock its holder out):
+they are slowed per source and per grant (``limits``), recorded in the ledger while
+the grant's budget lasts, and counted beyond it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from skupper.grants.codes import codes_match
+from skupper.grants.index import index_for
+from skupper.grants.limits import Unrecorded, WrongCodeLimits, retry_after
 from skupper.resources import API_VERSION, Resource
 from skupper.resources.model import parse_rfc3339, valid_name
 from skupper.store.interface import NotFound, Store
@@ -27,14 +33,20 @@ from skupper.store.interface import NotFound, Store
 # CN) or a UUID, nothing else.
 _SUBJECT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
+# A grant allows at most this many redemptions: far more than any site links, and small
+# enough that every count stays an ordinary number everywhere it is shown or stored.
+MAX_REDEMPTIONS_ALLOWED = 1_000_000
+
 
 class Refusal(Exception):
     """A redemption refused with an HTTP status and upstream's plain-text reason."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        # Seconds, for a Retry-After header (429 only).
+        self.retry_after = retry_after
 
 
 def no_such_claim() -> Refusal:
@@ -47,6 +59,27 @@ def used_up() -> Refusal:
 
 def wrong_code() -> Refusal:
     return Refusal(403, "Redemption of access token refused")
+
+
+def too_many_wrong_codes(wait: float) -> Refusal:
+    seconds = retry_after(wait)
+    return Refusal(429, f"Too many wrong codes; try again in {seconds} s", seconds)
+
+
+def redemptions_allowed(grant: Resource) -> int:
+    """The grant's ``spec.redemptionsAllowed``, checked; ValueError says what is wrong."""
+    value = (grant.get("spec") or {}).get("redemptionsAllowed")
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("redemptionsAllowed must be a whole number")
+    if isinstance(value, str):
+        if not value.isascii() or not value.isdigit() or len(value) > 12:
+            raise ValueError("redemptionsAllowed must be a whole number")
+        value = int(value)
+    if not 1 <= value <= MAX_REDEMPTIONS_ALLOWED:
+        raise ValueError(f"redemptionsAllowed must be between 1 and {MAX_REDEMPTIONS_ALLOWED}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -84,19 +117,15 @@ def _valid_subject(subject: str) -> bool:
         return False
 
 
-# After this many wrong codes a grant refuses everything, the right code included.
-MAX_WRONG_CODES = 10
-# The grant keeps the newest entries (refusals dropped first); older ones are counted, and
-# the daemon's log has them all. Every redemption rewrites the whole grant, so its size is
-# paid on each one: 32 entries (about 7 KiB) instead of 100 took redemptions under load
-# from ~50% to ~65% of a bare TLS server's rate (bench/bench_issue.py).
+# The grant keeps the newest entries (wrong codes dropped first, then other refusals);
+# older ones are counted, and the daemon's log has them all. Every redemption rewrites
+# the whole grant, so its size is paid on each one: 32 entries (about 7 KiB) instead of
+# 100 took redemptions under load from ~50% to ~65% of a bare TLS server's rate
+# (bench/bench_issue.py).
 LEDGER_LIMIT = 32
 REVOKED_ANNOTATION = "skupper.io/revoked"
-
-
-def locked_refusal() -> Refusal:
-    return Refusal(403, "Redemption of access token refused: the grant is locked after "
-                        "too many wrong codes")
+WRONG_CODE = "refused: wrong code"
+REDEEMED = "redeemed"
 
 
 @dataclass(frozen=True)
@@ -129,10 +158,6 @@ def is_revoked(grant: Resource) -> bool:
     return REVOKED_ANNOTATION in annotations
 
 
-def is_locked(grant: Resource) -> bool:
-    return int((grant.get("status") or {}).get("wrongCodes") or 0) >= MAX_WRONG_CODES
-
-
 def judge(
     grant: Resource,
     request: RedemptionRequest,
@@ -141,25 +166,29 @@ def judge(
 ) -> Verdict:
     """Decide one attempt, editing ``grant['status']`` with what must be remembered.
 
-    A wrong code only counts toward the lock; an attempt with the right code is always
-    recorded in the ledger, whatever its outcome. The count grows only with a credential.
+    Every attempt that reaches here is recorded in the ledger, whatever its outcome (the
+    caller keeps wrong codes beyond the grant's budget from reaching here). The count
+    grows only with a credential.
     """
     status = grant.setdefault("status", {})
     expected = status.get("code")
     if not expected:
         return Verdict(refusal=no_such_claim())
     if not codes_match(request.code, expected):
-        if not is_locked(grant):
-            status["wrongCodes"] = int(status.get("wrongCodes") or 0) + 1
+        status["wrongCodes"] = int(status.get("wrongCodes") or 0) + 1
+        _record(status, request, now, WRONG_CODE, None)
         return Verdict(refusal=wrong_code())
-    allowed = int(grant.get("spec", {}).get("redemptionsAllowed") or 1)
     made = int(status.get("redemptions") or 0)
     expires = status.get("expirationTime")
     refusal: Refusal | None = None
-    if is_locked(grant):
-        outcome, refusal = "refused: locked", locked_refusal()
-    elif is_revoked(grant):
+    try:
+        allowed = redemptions_allowed(grant)
+    except ValueError:
+        allowed = 0
+    if is_revoked(grant):
         outcome, refusal = "refused: revoked", no_such_claim()
+    elif not allowed:
+        outcome, refusal = "refused: invalid grant", no_such_claim()
     elif not expires or parse_rfc3339(expires) <= now:
         outcome, refusal = "refused: expired", no_such_claim()
     elif made >= allowed:
@@ -167,7 +196,7 @@ def judge(
     elif credential is None:
         return Verdict(needs_credential=True)
     else:
-        outcome = "redeemed"
+        outcome = REDEEMED
         status["redemptions"] = made + 1
     _record(status, request, now, outcome, credential if refusal is None else None)
     return Verdict(credential=None if refusal else credential, refusal=refusal)
@@ -191,34 +220,45 @@ def _record(
     ledger: list[dict[str, Any]] = status.setdefault("ledger", [])
     ledger.append(entry)
     while len(ledger) > LEDGER_LIMIT:
-        # Refusals go first: the entries that name issued certificates are the ones an
-        # audit needs. (The daemon's log keeps every attempt.)
-        index = next((i for i, e in enumerate(ledger) if e.get("outcome") != "redeemed"), 0)
+        # Wrong codes go first, then other refusals: the entries that name issued
+        # certificates are the ones an audit needs. (The daemon's log keeps every attempt.)
+        index = _first(ledger, lambda e: e.get("outcome") == WRONG_CODE)
+        if index is None:
+            index = _first(ledger, lambda e: e.get("outcome") != REDEEMED) or 0
         del ledger[index]
         status["ledgerDropped"] = int(status.get("ledgerDropped") or 0) + 1
 
 
-# Grant id (uid) -> name. A grant's uid and name never change, so one listing serves
-# every later redemption of it; the store's single writer thread is the bottleneck
-# under load, and listing every grant on every request kept it busy.
-_names: dict[str, str] = {}
+def _first(ledger: list[dict[str, Any]], match: Callable[[dict[str, Any]], bool]) -> int | None:
+    return next((i for i, entry in enumerate(ledger) if match(entry)), None)
+
+
+def add_unrecorded(status: dict[str, Any], counts: Unrecorded) -> None:
+    """Fold attempts answered 429 (and not recorded one by one) into the grant's totals."""
+    if counts.wrong_codes:
+        status["wrongCodes"] = int(status.get("wrongCodes") or 0) + counts.wrong_codes
+    if counts.rate_limited:
+        status["rateLimited"] = int(status.get("rateLimited") or 0) + counts.rate_limited
 
 
 async def find_grant(store: Store, grant_id: str) -> Resource:
-    name = _names.get(grant_id)
-    if name is not None:
-        try:
-            grant = await store.get("AccessGrant", name)
-            if grant["metadata"].get("uid") == grant_id:
-                return grant
-        except NotFound:
-            pass
-        _names.pop(grant_id, None)
-    for grant in await store.list("AccessGrant"):
-        _names[str(grant["metadata"].get("uid"))] = str(grant["metadata"]["name"])
-        if grant["metadata"].get("uid") == grant_id:
-            return grant
-    raise no_such_claim()
+    """The grant whose uid is ``grant_id``: a dict lookup and one read, never a listing."""
+    index = index_for(store)
+    name = await index.name_of(store, grant_id)
+    if name is None:
+        raise no_such_claim()
+    return await _read(store, grant_id, name)
+
+
+async def _read(store: Store, grant_id: str, name: str) -> Resource:
+    try:
+        grant = await store.get("AccessGrant", name)
+    except NotFound:
+        grant = None
+    if grant is None or grant["metadata"].get("uid") != grant_id:
+        index_for(store).forget(grant_id)  # deleted (and maybe recreated): gone for good
+        raise no_such_claim()
+    return grant
 
 
 async def redeem(
@@ -226,6 +266,7 @@ async def redeem(
     request: RedemptionRequest,
     issue: Callable[[str, str], Credential],
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    limits: WrongCodeLimits | None = None,
 ) -> Credential:
     """Run one redemption; raise Refusal for every refusal.
 
@@ -236,23 +277,47 @@ async def redeem(
     caller with the right code makes this site sign anything, and the store's write lock
     is held only for the checks, the ledger and the count. The transaction judges again:
     a credential whose redemption lost a race is thrown away, never handed out or counted.
+
+    With ``limits``, the code is still compared first, so a right code is never slowed;
+    a wrong code beyond its source's or its grant's budget is held briefly, answered 429
+    and only counted (``limits``).
     """
     check_request(request)
     snapshot = await find_grant(store, request.grant_id)
     name = str(snapshot["metadata"]["name"])
+    expected = (snapshot.get("status") or {}).get("code")
+    if not expected:
+        raise no_such_claim()
+    right = codes_match(request.code, str(expected))
+    if not right and limits is not None:
+        wait = limits.wrong_code(request.remote, name)
+        if wait:
+            limits.count(name)
+            await asyncio.sleep(limits.hold(wait))
+            raise too_many_wrong_codes(wait)
     credential: Credential | None = None
-    if judge(snapshot, request, now(), None).needs_credential:
+    if right and judge(snapshot, request, now(), None).needs_credential:
         credential = await asyncio.to_thread(issue, request.subject, request.grant_id)
+    pending = limits.take_unrecorded(name) if limits is not None else Unrecorded()
     for _ in range(2):
         offered = credential
+        counts = pending
 
-        def look(grant: Resource, offered: Credential | None = offered) -> Verdict:
-            return judge(grant, request, now(), offered)
+        def look(grant: Resource, offered: Credential | None = offered,
+                 counts: Unrecorded = counts) -> Verdict:
+            verdict = judge(grant, request, now(), offered)
+            add_unrecorded(grant["status"], counts)
+            return verdict
 
         try:
             verdict = await store.mutate_status("AccessGrant", name, look)
         except NotFound:
             raise no_such_claim() from None
+        except BaseException:
+            if limits is not None:
+                limits.put_back(name, pending)
+            raise
+        pending = Unrecorded()
         if verdict.refusal is not None:
             raise verdict.refusal
         if verdict.credential is not None:
@@ -260,6 +325,23 @@ async def redeem(
         # The grant became redeemable between the looks (a refund): sign and go again.
         credential = await asyncio.to_thread(issue, request.subject, request.grant_id)
     raise Refusal(503, "Internal error")
+
+
+async def write_unrecorded(store: Store, limits: WrongCodeLimits) -> None:
+    """Write the counts of attempts answered 429 onto their grants (about once a second)."""
+    for name in list(limits.unrecorded):
+        counts = limits.take_unrecorded(name)
+
+        def change(grant: Resource, counts: Unrecorded = counts) -> None:
+            add_unrecorded(grant.setdefault("status", {}), counts)
+
+        try:
+            await store.mutate_status("AccessGrant", name, change)
+        except NotFound:
+            continue  # the grant is gone, and its counts with it
+        except BaseException:
+            limits.put_back(name, counts)
+            raise
 
 
 async def refund(store: Store, grant_id: str, serial: int) -> None:
@@ -273,7 +355,7 @@ async def refund(store: Store, grant_id: str, serial: int) -> None:
     def change(current: Resource) -> None:
         status = current.setdefault("status", {})
         for entry in reversed(status.get("ledger") or []):
-            if entry.get("serial") == format(serial, "x") and entry["outcome"] == "redeemed":
+            if entry.get("serial") == format(serial, "x") and entry["outcome"] == REDEEMED:
                 entry["outcome"] = "client-gone"
                 status["redemptions"] = max(0, int(status.get("redemptions") or 0) - 1)
                 status.setdefault("distrustedCertificates", []).append(entry["serial"])

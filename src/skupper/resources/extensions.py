@@ -1,7 +1,7 @@
 """Status fields this project adds to upstream's kinds, as OpenAPI schema fragments.
 
 Upstream's schemas stay untouched for everything else; these additions carry the grant
-ledger, the lock and revocation. The Kubernetes CRDs in deploy/ declare them, and the
+ledger, wrong-code counts and revocation. The Kubernetes CRDs in deploy/ declare them, and the
 schema tests allow exactly these beyond upstream's.
 """
 
@@ -26,6 +26,7 @@ STATUS_EXTENSIONS: dict[str, dict[str, Any]] = {
         },
         "ledgerDropped": {"type": "integer"},
         "wrongCodes": {"type": "integer"},
+        "rateLimited": {"type": "integer"},
         "distrustedCertificates": _STRINGS,
     },
     "Site": {
