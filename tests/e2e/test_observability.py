@@ -135,6 +135,7 @@ def test_metrics_count_connections_and_bytes_at_the_listeners_site(line: Net) ->
     assert after["skupper_links_up", (("direction", "outgoing"),)] == 0
     assert after["skupper_links_up", (("direction", "incoming"),)] == 1
     assert any(name == "process_resident_memory_bytes" for name, _ in after)
+    assert after["skupper_grant_redemptions_total", (("outcome", "redeemed"),)] == 1
     assert any(name == "skupper_site_info" and dict(lbl)["site"] == "a" for name, lbl in after)
     # The middle site carries the bytes on its links but counts no connection.
     middle = metrics(line, "b")

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -44,6 +45,8 @@ class DaemonLinkAccess:
         self._listeners: list[LinkListener] = []
         self._grant_server: GrantServer | None = None
         self._validity = timedelta(days=5 * 365)
+        # Redemption attempts by outcome, across grant server restarts (for the metrics).
+        self.redemptions: Counter[str] = Counter()
 
     @property
     def state(self) -> LinkAccessState | None:
@@ -111,6 +114,7 @@ class DaemonLinkAccess:
                 issue=self._issue,
                 site_ca_pem=lambda: site_ca.cert_pem,
                 endpoints=lambda: endpoints,
+                outcomes=self.redemptions,
             )
         )
         await self._grant_server.start(

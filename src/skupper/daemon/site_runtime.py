@@ -47,8 +47,9 @@ class SiteRuntime:
         self.services = ServiceRouter(namespace)
         self.links.services = self.services
         self.services.refresh_network = self.links.refresh_network
-        self.observation = SiteObservation(ports_file.parent, self.links, self.services)
         self.link_access = DaemonLinkAccess(store, ports_file, self.links)
+        self.observation = SiteObservation(ports_file.parent, self.links, self.services,
+                                           self.link_access.redemptions)
         self.sites = SiteReconciler(store, secrets, self.link_access, namespace)
         grants = GrantReconciler(store, self.link_access, self._schedule_grant)
         links = LinkReconciler(store, secrets, self.links)

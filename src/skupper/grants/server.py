@@ -16,6 +16,7 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from skupper.grants.redemption import (
     answer_documents,
     redeem,
     refund,
+    used_up,
     write_unrecorded,
 )
 from skupper.store.interface import Store
@@ -61,6 +63,15 @@ class GrantServerContext:
     site_ca_pem: Callable[[], bytes]
     endpoints: Callable[[], list[dict[str, Any]]]
     limits: WrongCodeLimits = field(default_factory=WrongCodeLimits)
+    # Attempts by outcome (the site's skupper_grant_redemptions_total).
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+def outcome_of(refusal: Refusal) -> str:
+    """The metrics' name for a refusal: what happened, in a word or two."""
+    if refusal.status == 404:
+        return "used-up" if refusal.reason == used_up().reason else "unknown-or-expired"
+    return {403: "wrong-code", 429: "rate-limited"}.get(refusal.status, "bad-request")
 
 
 def _text(status: int, reason: str, retry_after: int | None = None) -> web.Response:
@@ -101,6 +112,7 @@ def make_app(ctx: GrantServerContext) -> web.Application:
         try:
             credential = await redeem(ctx.store, attempt, ctx.issue, limits=ctx.limits)
         except Refusal as refusal:
+            ctx.outcomes[outcome_of(refusal)] += 1
             # 429s are counted on the grant (rateLimited); one line each would let a
             # flood write the log as fast as it is answered.
             log.log(logging.DEBUG if refusal.status == 429 else logging.INFO,
@@ -108,6 +120,7 @@ def make_app(ctx: GrantServerContext) -> web.Application:
                     where, refusal.status, refusal.reason)
             return _text(refusal.status, refusal.reason, refusal.retry_after)
         except Exception as exc:
+            ctx.outcomes["error"] += 1
             log.error("redemption failed: %s (%s)", where, _short(exc))
             log.debug("redemption failure in full", exc_info=True)
             return _text(503, "Internal error")
@@ -123,11 +136,13 @@ def make_app(ctx: GrantServerContext) -> web.Application:
             await response.prepare(request)
             await response.write_eof()
         except (ConnectionError, OSError) as exc:
+            ctx.outcomes["not-delivered"] += 1
             log.info("redemption not delivered, refunding it: %s (%s)", where, _short(exc))
             await refund(ctx.store, grant_id, credential.serial)
             if request.transport is not None:
                 request.transport.abort()
             return response
+        ctx.outcomes["redeemed"] += 1
         # name and subject passed check_request (DNS-1123 or a UUID); escaped all the same.
         log.info(
             "redeemed: %s name=%s subject=%s serial=%x",
