@@ -136,6 +136,7 @@ async def _issue(
                 'You can use "skupper site update --enable-link-access" to enable it.',
             )
         require_running(session)
+        _require_configured(current)
         name = f"{_grant_prefix(str(current['metadata']['name']))}-{uuid.uuid4()}"
         grant = new_resource(
             "AccessGrant", name,
@@ -151,6 +152,18 @@ async def _issue(
             await _delete_quietly(session, name)
             raise
         return name
+
+
+def _require_configured(site: Resource) -> None:
+    """A site that reports itself misconfigured (e.g. a broken CA) issues nothing."""
+    from skupper.resources.status import get_condition
+
+    configured = get_condition(site, "Configured")
+    if configured and configured.get("status") == "False":
+        raise SkupperError(
+            f'Site "{site["metadata"]["name"]}" cannot issue tokens',
+            str(configured.get("message") or "it is not configured"),
+        )
 
 
 def _grant_prefix(site: str) -> str:
