@@ -301,6 +301,7 @@ BAD_FILES: dict[str, tuple[bytes | str | None, str]] = {
                         "spec.url carries user information"),
     "url with an empty user": (_doc(spec__url=f"https://@127.0.0.1:9090/{GRANT_ID}"),
                                "spec.url carries user information"),
+    "url port 0": (_doc(spec__url=f"https://127.0.0.1:0/{GRANT_ID}"), "port 0"),
     "url with a newline": (_doc(spec__url=f"https://127.0.0.1:9090/{GRANT_ID}\nx"),
                            "spec.url is not a valid URL"),
     "http url": (_doc(spec__url=f"http://127.0.0.1:9090/{GRANT_ID}"), "must be https, not 'http'"),

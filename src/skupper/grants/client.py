@@ -117,10 +117,12 @@ def parse_answer(url: str, body: bytes, name: str) -> Answer:
     """
     import yaml
 
+    from skupper.grants.token_file import load_documents
+
     try:
-        documents: list[Any] = [d for d in yaml.safe_load_all(body) if d is not None]
+        documents = load_documents(body)
     except (yaml.YAMLError, ValueError, RecursionError):
-        raise _fail(url, "the answer is not YAML") from None
+        raise _fail(url, "the answer is not YAML (without aliases)") from None
     if len(documents) > MAX_ANSWER_LINKS + 1:
         raise _fail(url, f"the answer holds {len(documents)} documents; a redemption answer "
                          f"holds one Secret and at most {MAX_ANSWER_LINKS} Links")

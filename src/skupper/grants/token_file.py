@@ -137,19 +137,29 @@ def _refuse(what: str, why: str, hint: str = "") -> SkupperError:
     return SkupperError(f"Cannot use {what}", why, hint)
 
 
-def _load_single_document(file: str, text: str) -> Any:
+def load_documents(text: str | bytes) -> list[Any]:
+    """The YAML documents in ``text`` (empty ones dropped), aliases refused.
+
+    For what comes from outside (token files, grant server answers): aliases have no
+    place there, and refusing them defuses alias bombs. Raises yaml.YAMLError,
+    ValueError (numbers past Python's digit limit, impossible dates) or RecursionError.
+    """
     import yaml
 
     class _NoAliases(yaml.SafeLoader):
-        """Aliases have no place in a token; refusing them defuses alias bombs."""
-
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 raise yaml.YAMLError("YAML aliases are not allowed in a token")
             return super().compose_node(parent, index)
 
+    return [doc for doc in yaml.load_all(text, Loader=_NoAliases) if doc is not None]
+
+
+def _load_single_document(file: str, text: str) -> Any:
+    import yaml
+
     try:
-        documents = [doc for doc in yaml.load_all(text, Loader=_NoAliases) if doc is not None]
+        documents = load_documents(text)
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
         raise _bad(file, f"it is not valid YAML ({printable(first, 120)})") from None
@@ -267,6 +277,8 @@ def _check_url(what: str, url: str) -> None:
         _ = parts.port  # raises for a port that is not a number or out of range
     except ValueError as exc:
         raise _refuse(what, f"spec.url is not a valid URL ({printable(exc, 80)})") from None
+    if parts.port == 0:
+        raise _refuse(what, "spec.url is not a valid URL (port 0)")
     if parts.scheme != "https":
         raise _refuse(what, f"spec.url must be https, not {parts.scheme or 'missing'!r}",
                       "A token is only redeemed over TLS.")

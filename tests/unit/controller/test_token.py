@@ -43,15 +43,19 @@ class Poster:
     """
 
     def __init__(self, refuse: bool = False,
-                 alter: Callable[[Documents], Documents] | None = None) -> None:
+                 alter: Callable[[Documents], Documents] | None = None,
+                 raw: bytes | None = None) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.refuse = refuse
         self.alter = alter
+        self.raw = raw
 
     def __call__(self, url: str, ca: str, code: str, name: str, subject: str) -> bytes:
         self.calls.append((url, code, name, subject))
         if self.refuse:
             raise SkupperError(f"Redeeming the token at {url} failed", "no such claim")
+        if self.raw is not None:
+            return self.raw
         documents = honest(name)
         if self.alter is not None:
             documents = self.alter(documents)
@@ -217,6 +221,23 @@ def test_a_hostile_answer_is_refused_and_nothing_is_written(tmp_path: Path, case
     assert fragment in message and "\n" not in message, message
     assert message.startswith(f"Redeeming the token at {URL} failed: ")
     assert "the answer" in message
+    assert links == [] and secrets == {}
+
+
+ALIAS_BOMB = (b'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+              + b"".join(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n"
+                         .encode() for i in range(12)))
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    (ALIAS_BOMB, "not YAML (without aliases)"),
+    (b"[" * 5000, "not YAML"),
+    (b"port: " + b"9" * 5000 + b"\n", "not YAML"),
+])
+def test_an_answer_that_is_a_yaml_bomb_is_refused(tmp_path: Path, body: bytes,
+                                                  fragment: str) -> None:
+    token, links, secrets = _run(tmp_path, Poster(raw=body))
+    assert fragment in token["status"]["message"]
     assert links == [] and secrets == {}
 
 
