@@ -242,3 +242,11 @@ def test_a_link_in_the_folders_on_the_way_is_followed(tmp_path: Path) -> None:
     assert path is not None
     write_token(path, token_from_grant(_grant(), 1))
     assert _mode(real / "t.yaml") == 0o600
+
+
+def test_reading_a_token_from_an_endless_device_is_bounded() -> None:
+    from skupper.grants.token_file import parse_token
+
+    with pytest.raises(SkupperError) as excinfo:
+        parse_token("/dev/zero")  # reported size 0, never ends
+    assert "a token is a few KiB at most" in excinfo.value.line()

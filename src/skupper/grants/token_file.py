@@ -186,7 +186,12 @@ def parse_token(file: str) -> Resource:
         size = path.stat().st_size
         if size > MAX_TOKEN_FILE_BYTES:
             raise _bad(file, f"it is {size} bytes; a token is a few KiB at most")
-        raw = path.read_bytes()
+        # Bounded whatever the file is: /dev/zero or a pipe report no size and never end.
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+        if len(raw) > MAX_TOKEN_FILE_BYTES:
+            raise _bad(file, f"it is over {MAX_TOKEN_FILE_BYTES} bytes; a token is a few KiB "
+                             "at most")
     except FileNotFoundError:
         raise _bad(file, "no such file") from None
     except PermissionError:
