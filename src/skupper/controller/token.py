@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from skupper.base.errors import SkupperError
+from skupper.grants.token_file import check_link_name
 from skupper.resources import Resource, new_resource
 from skupper.resources.status import ERROR, PENDING, READY, get_condition, set_condition
 from skupper.store.interface import AlreadyExists, NotFound, SecretStore, Store
@@ -82,6 +83,12 @@ class TokenReconciler:
         site = await self._site_name()
         if site is None:
             await self._set(name, False, PENDING, "Waiting for a site in this namespace")
+            return
+        try:
+            # Its name becomes a Secret's and Links' names: never one of the site's own.
+            check_link_name(name, f'access token "{name}"')
+        except SkupperError as exc:
+            await self._set(name, False, ERROR, exc.line())
             return
         stored = links_of(await self._store.list("Link"), name)
         if stored and await self._secrets.exists(name):
@@ -147,11 +154,15 @@ async def check_unused(store: Store, secrets: SecretStore, name: str) -> None:
                 f'Delete it first with "skupper link delete {link_name}".',
             )
     if await secrets.exists(name):
-        raise SkupperError(
-            f'A secret named "{name}" already exists',
-            "redeeming this token would replace it",
-            "Redeem the token in another namespace, or remove that secret first.",
-        )
+        raise _secret_exists(name)
+
+
+def _secret_exists(name: str) -> SkupperError:
+    return SkupperError(
+        f'A secret named "{name}" already exists',
+        "redeeming this token would replace it",
+        "Redeem the token in another namespace, or remove that secret first.",
+    )
 
 
 async def store_answer(store: Store, secrets: SecretStore, answer: Answer,
@@ -161,14 +172,9 @@ async def store_answer(store: Store, secrets: SecretStore, answer: Answer,
     Nothing here names a site credential: ``parse_answer`` took the names from the
     request, and the request's name was checked (``check_link_name``).
     """
-    from skupper.grants.token_file import check_link_name
-
     check_link_name(answer.secret_name, "the redemption answer")  # defence in depth
-    if await secrets.exists(answer.secret_name):
-        raise SkupperError(f'A secret named "{answer.secret_name}" already exists',
-                           "redeeming this token would replace it",
-                           "Redeem the token in another namespace, or remove that secret "
-                           "first.")
+    if await secrets.exists(answer.secret_name):  # again: it may have appeared meanwhile
+        raise _secret_exists(answer.secret_name)
     created: list[str] = []
     try:
         await secrets.put(answer.secret_name, dict(answer.credentials))
