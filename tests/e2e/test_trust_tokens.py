@@ -338,6 +338,19 @@ def test_a_site_named_skupper_issues_tokens_other_sites_redeem(
     assert f'Link "{grant}" is active.' in done.stdout
 
 
+def test_a_token_of_a_site_with_a_long_name_redeems(skupper: Skupper, tmp_path: Path) -> None:
+    # "<site>-<uuid>" passes 63 characters for a site name of 27 or more; the redeemer
+    # once refused every such token.
+    long_name = "west-with-a-rather-long-site-name-ok"
+    skupper.run("site", "create", long_name, "-n", "west", "--enable-link-access")
+    skupper.run("site", "create", "east", "-n", "east")
+    file = tmp_path / "token.yaml"
+    grant = issue(skupper, file)
+    assert grant.startswith(f"{long_name}-") and len(grant) > 63
+    done = skupper.run("access-token", "redeem", str(file), "-n", "east")
+    assert f'Link "{grant}" is active.' in done.stdout
+
+
 # --- 1. site status tells the truth about the site's own credentials ------------------------
 
 

@@ -167,17 +167,15 @@ def _require_configured(site: Resource) -> None:
 
 
 def _grant_prefix(site: str) -> str:
-    """The site's name, fitted so that ``<prefix>-<uuid>`` is a name a redeemer accepts.
+    """The site's name, unless ``<site>-<uuid>`` would be a name a redeemer refuses.
 
-    The token's name is the grant's: at most 63 characters, and never in the name space
-    reserved for a site's own credentials (a site called "skupper-x" would otherwise
-    issue tokens no site redeems).
+    The token's name is the grant's, and it is never in the name space reserved for a
+    site's own credentials: a site called "skupper-x" would otherwise issue tokens that
+    no site redeems.
     """
     from skupper.resources.site import is_site_credential
 
-    if is_site_credential(f"{site}-"):
-        site = f"site-{site}"
-    return site[:26].rstrip("-.") or "site"
+    return f"site-{site}" if is_site_credential(f"{site}-") else site
 
 
 async def _wait_ready(session: Session, name: str, wait: float) -> Resource:

@@ -243,8 +243,10 @@ def check_access_token(token: Any, what: str) -> Resource:
 
 
 # A token's name becomes the `name` header, the Secret that keeps the link's credentials
-# and the Link's name (or <name>-N): a Kubernetes label-sized name.
-MAX_TOKEN_NAME = 63
+# and the Link's name (or <name>-N). Grants are named "<site>-<uuid>", so a long site
+# name makes a long token name; 200 leaves room for "-N" within Kubernetes' 253 and for
+# the secret store's version folder (".<name>.<12 hex>") within a file name's 255.
+MAX_TOKEN_NAME = 200
 
 
 def check_link_name(name: str, what: str) -> None:
