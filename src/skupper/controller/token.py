@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 from skupper.base.errors import SkupperError
 from skupper.grants.token_file import check_link_name
 from skupper.resources import Resource, new_resource
+from skupper.resources.model import valid_name
+from skupper.resources.site import is_site_credential
 from skupper.resources.status import ERROR, PENDING, READY, get_condition, set_condition
 from skupper.store.interface import AlreadyExists, NotFound, SecretStore, Store
 
@@ -179,7 +181,9 @@ async def store_answer(store: Store, secrets: SecretStore, answer: Answer,
     try:
         await secrets.put(answer.secret_name, dict(answer.credentials))
         for link_name, endpoints in answer.links:
-            check_link_name(link_name, "the redemption answer")
+            if is_site_credential(link_name) or not valid_name(link_name):  # defence in depth
+                raise SkupperError(f'The redemption answer names a Link "{link_name}"',
+                                   "that name is not one a redemption may create")
             spec = {**endpoints, "cost": cost, "tlsCredentials": answer.secret_name}
             try:
                 await store.create(new_resource("Link", link_name, spec))

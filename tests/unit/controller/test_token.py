@@ -301,3 +301,18 @@ def test_an_existing_link_named_like_the_answer_is_never_replaced(tmp_path: Path
     assert 'A link named "tok-2" already exists' in token["status"]["message"]
     assert [link["spec"]["tlsCredentials"] for link in links] == ["mine"]
     assert secrets == {}
+
+
+def test_an_answer_with_two_endpoint_groups_makes_numbered_links(tmp_path: Path) -> None:
+    two_groups = [*ENDPOINTS, {"name": "inter-router", "host": "127.0.0.2", "port": "55671",
+                               "group": "h"}]
+
+    def answer(documents: Documents) -> Documents:
+        credential = Credential(CLIENT.cert_pem, CLIENT.key_pem, 1)
+        return answer_documents("tok", credential, SITE_CA.cert_pem, two_groups)
+
+    token, links, secrets = _run(tmp_path, Poster(alter=answer))
+    assert token["status"]["redeemed"] is True
+    assert sorted(link["metadata"]["name"] for link in links) == ["tok-1", "tok-2"]
+    assert {link["spec"]["tlsCredentials"] for link in links} == {"tok"}
+    assert list(secrets) == ["tok"]
