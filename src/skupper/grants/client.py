@@ -141,7 +141,7 @@ def parse_answer(url: str, body: bytes, name: str) -> Answer:
     _check_name(url, "Secret", _name_of(secrets[0]), name)
     credentials = _credentials(url, secrets[0])
     wanted = [name] if len(links) == 1 else [f"{name}-{i}" for i in range(1, len(links) + 1)]
-    named = sorted((_name_of(link), link) for link in links)
+    named = sorted(((_name_of(link), link) for link in links), key=lambda pair: pair[0])
     found = [link_name for link_name, _ in named]
     if found != sorted(wanted) and not (len(links) == 1 and found == [f"{name}-1"]):
         shown = ", ".join(f'"{printable(n, 80)}"' for n in found[:4])

@@ -192,6 +192,9 @@ HOSTILE: dict[str, tuple[Callable[[Documents], Documents], str]] = {
     "link named skupper-site-server": (_rename_links("skupper-site-server"),
                                        "Links are named"),
     "links not numbered": (_rename_links("tok", "tok"), "Links are named"),
+    "two links of one name, unlike": (
+        lambda d: [d[0], d[1], {**d[1], "metadata": {"name": "tok"}, "spec": {"x": 1}}],
+        "Links are named"),
     "link pointing at the site CA": (_link_spec("tlsCredentials", "skupper-site-ca"),
                                      'names the Secret "skupper-site-ca"'),
     "port out of range": (_endpoint("port", "70000"), "invalid port"),
