@@ -137,3 +137,116 @@ def test_destination_in_a_read_only_folder_is_refused(tmp_path: Path) -> None:
         assert "not writable" in excinfo.value.line()
     finally:
         os.chmod(folder, 0o700)
+
+
+# --- destinations that are not regular files -----------------------------------------------
+# Device nodes and FIFOs are made inside tmp dirs: nothing here touches the real /dev.
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _char_device(path: Path) -> None:
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+
+
+def _socket(path: Path) -> None:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()  # the socket file stays
+
+
+def _link_to_stdout(path: Path) -> None:
+    os.symlink("/proc/self/fd/1", path)
+
+
+def _link_to_file(path: Path) -> None:
+    target = path.parent / "elsewhere.yaml"
+    target.write_text("someone else's file\n")
+    os.symlink(target, path)
+
+
+def _dangling_link(path: Path) -> None:
+    os.symlink(path.parent / "nothing-here", path)
+
+
+NOT_REGULAR = {
+    "a FIFO": (_fifo, "it is not a regular file (a FIFO)"),
+    "a character device": (_char_device, "it is not a regular file (a character device)"),
+    "a socket": (_socket, "it is not a regular file (a socket)"),
+    "a link to /proc/self/fd/1": (_link_to_stdout, "it is a symbolic link"),
+    "a link to a file": (_link_to_file, "it is a symbolic link"),
+    "a dangling link": (_dangling_link, "it is a symbolic link"),
+}
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Every entry: its type bits, inode and (for regular files) contents."""
+    out = {}
+    for entry in folder.iterdir():
+        st = entry.lstat()
+        text = entry.read_text() if stat.S_ISREG(st.st_mode) else ""
+        out[entry.name] = (stat.S_IFMT(st.st_mode), st.st_ino, text)
+    return out
+
+
+@pytest.mark.parametrize("kind", list(NOT_REGULAR))
+def test_a_destination_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    make, fragment = NOT_REGULAR[kind]
+    path = tmp_path / "token.yaml"
+    make(path)
+    before = _snapshot(tmp_path)
+    with pytest.raises(SkupperError) as excinfo:
+        check_token_destination(str(path))
+    line = excinfo.value.line()
+    assert line.startswith(f"Cannot write token file {path}: {fragment}"), line
+    assert line.endswith("Give a file name, or - for standard output.")
+    # Written anyway (the check is repeated at write time): refused, nothing changed.
+    with pytest.raises(SkupperError) as excinfo:
+        write_token(path, token_from_grant(_grant(), 1))
+    assert fragment in excinfo.value.line()
+    assert _snapshot(tmp_path) == before
+
+
+def test_proc_self_fd_and_dev_stdout_are_refused_without_being_touched() -> None:
+    for file in ("/proc/self/fd/1", "/dev/stdout", "/dev/null"):
+        with pytest.raises(SkupperError) as excinfo:
+            check_token_destination(file)
+        assert "Give a file name, or - for standard output." in excinfo.value.line()
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
+def test_a_regular_file_swapped_for_a_fifo_after_the_check_is_not_replaced(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "token.yaml"
+    path.write_text("old\n")
+    assert check_token_destination(str(path)) == path
+    path.unlink()
+    os.mkfifo(path)  # between the check and the write
+    with pytest.raises(SkupperError) as excinfo:
+        write_token(path, token_from_grant(_grant(), 1))
+    assert "a FIFO" in excinfo.value.line()
+    assert stat.S_ISFIFO(path.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["token.yaml"]
+
+
+def test_a_link_in_the_folders_on_the_way_is_followed(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real)
+    path = check_token_destination(str(tmp_path / "via" / "t.yaml"))
+    assert path is not None
+    write_token(path, token_from_grant(_grant(), 1))
+    assert _mode(real / "t.yaml") == 0o600
+
+
+def test_reading_a_token_from_an_endless_device_is_bounded() -> None:
+    from skupper.grants.token_file import parse_token
+
+    with pytest.raises(SkupperError) as excinfo:
+        parse_token("/dev/zero")  # reported size 0, never ends
+    assert "a token is a few KiB at most" in excinfo.value.line()

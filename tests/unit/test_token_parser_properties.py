@@ -14,6 +14,7 @@ import string
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from skupper.base.errors import SkupperError
 from skupper.certs.issue import generate_ca, is_ca_certificate, issue_certificate
 from skupper.grants.token_file import MAX_TOKEN_FILE_BYTES, parse_token, render_token
+from skupper.resources.model import MAX_LINK_COST
 
 CAS = [generate_ca(f"grant server CA {i}").cert_pem.decode() for i in range(3)]
 LEAF = issue_certificate(generate_ca("some CA"), "west", usage="server").cert_pem.decode()
@@ -79,7 +81,9 @@ def _assert_checked(token: dict[str, Any]) -> None:
     assert isinstance(spec["code"], str) and spec["code"].strip()
     assert is_ca_certificate(spec["ca"].encode())
     cost = spec.get("linkCost", 1)
-    assert isinstance(cost, int) and not isinstance(cost, bool) and cost >= 1
+    assert isinstance(cost, int) and not isinstance(cost, bool) and 1 <= cost <= MAX_LINK_COST
+    assert not token["metadata"]["name"].startswith("skupper-")
+    assert "@" not in urlsplit(spec["url"]).netloc
 
 
 # --- properties -----------------------------------------------------------------------------
@@ -163,7 +167,9 @@ def test_a_token_with_any_field_changed_is_a_skupper_error_or_a_checked_token(
         assert result == token  # nothing is silently rewritten
 
 
-_NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
+# Names starting with "skupper-" are reserved for a site's own credentials.
+_NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True).filter(
+    lambda name: not name.startswith("skupper-"))
 _HOSTS = st.one_of(
     st.from_regex(r"[a-z]([-a-z0-9]{0,20}[a-z0-9])?(\.[a-z]{2,6}){0,2}", fullmatch=True),
     st.ip_addresses(v=4).map(str),
@@ -182,7 +188,7 @@ def _valid_tokens(draw: st.DrawFn) -> dict[str, Any]:
         "url": f"https://{netloc}/{draw(st.uuids())}",
     }
     if draw(st.booleans()):
-        spec["linkCost"] = draw(st.integers(1, 2**31))
+        spec["linkCost"] = draw(st.integers(1, MAX_LINK_COST))
     return {"apiVersion": "skupper.io/v2alpha1", "kind": "AccessToken",
             "metadata": {"name": draw(_NAMES)}, "spec": spec}
 
@@ -256,7 +262,7 @@ BAD_FILES: dict[str, tuple[bytes | str | None, str]] = {
     "no metadata": (_doc(metadata=_DROP), "it has no metadata.name"),
     "name not a string": (_doc(metadata__name=5), "it has no metadata.name"),
     "invalid name": (_doc(metadata__name="../etc"), "is not a valid resource name"),
-    "name too long": (_doc(metadata__name="a" * 64), "is not a valid resource name"),
+    "name too long": (_doc(metadata__name="a" * 201), "is not a valid resource name"),
     "no spec": (_doc(spec=_DROP), "it has no spec"),
     "spec a list": (_doc(spec=["url"]), "it has no spec"),
     "no url": (_doc(spec__url=_DROP), "spec.url is missing or not a string"),
@@ -270,6 +276,34 @@ BAD_FILES: dict[str, tuple[bytes | str | None, str]] = {
     "linkCost zero": (_doc(spec__linkCost=0), "spec.linkCost must be a whole number"),
     "linkCost a bool": (_doc(spec__linkCost=True), "spec.linkCost must be a whole number"),
     "linkCost a float": (_doc(spec__linkCost=1.5), "spec.linkCost must be a whole number"),
+    "linkCost too large": (_doc(spec__linkCost=MAX_LINK_COST + 1),
+                           "spec.linkCost must be a whole number from 1 to 1000000"),
+    "linkCost huge": (_doc(spec__linkCost=2**64), "spec.linkCost must be a whole number"),
+    "linkCost negative": (_doc(spec__linkCost=-1), "spec.linkCost must be a whole number"),
+    "name reserved for the site CA": (_doc(metadata__name="skupper-site-ca"),
+                                      "reserved for the site's own credentials"),
+    "name reserved for the grant server": (_doc(metadata__name="skupper-grant-server"),
+                                           "reserved for the site's own credentials"),
+    "name in the reserved prefix": (_doc(metadata__name="skupper-later-added"),
+                                    "reserved for the site's own credentials"),
+    # Python's int() refuses 4300+ digits with ValueError from inside PyYAML's loader.
+    "linkCost of 5000 digits": (_doc(spec__linkCost=1).replace("linkCost: 1", "linkCost: "
+                                                               + "9" * 5000),
+                                "a number in it has far too many digits"),
+    "another field of 5000 digits": (_doc() + "extra: " + "9" * 5000 + "\n",
+                                     "far too many digits"),
+    "an impossible date": (_doc(spec__linkCost=1).replace("linkCost: 1",
+                                                          "linkCost: 2026-13-45"),
+                           "a value in it cannot be read"),
+    "url with user and password": (_doc(spec__url=f"https://u:p@127.0.0.1:9090/{GRANT_ID}"),
+                                   "spec.url carries user information"),
+    "url with a user": (_doc(spec__url=f"https://admin@127.0.0.1:9090/{GRANT_ID}"),
+                        "spec.url carries user information"),
+    "url with an empty user": (_doc(spec__url=f"https://@127.0.0.1:9090/{GRANT_ID}"),
+                               "spec.url carries user information"),
+    "url port 0": (_doc(spec__url=f"https://127.0.0.1:0/{GRANT_ID}"), "port 0"),
+    "url with a newline": (_doc(spec__url=f"https://127.0.0.1:9090/{GRANT_ID}\nx"),
+                           "spec.url is not a valid URL"),
     "http url": (_doc(spec__url=f"http://127.0.0.1:9090/{GRANT_ID}"), "must be https, not 'http'"),
     "no scheme": (_doc(spec__url=f"127.0.0.1:9090/{GRANT_ID}"), "must be https"),
     "url without host": (_doc(spec__url="https:///x"), "spec.url has no host"),

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -185,6 +185,38 @@ def is_ca_certificate(pem: bytes) -> bool:
         return _is_ca(_load_cert(pem))
     except ValueError:
         return False
+
+
+def key_pair_problem(pair: KeyPair, *, ca: bool, signed_by: bytes | None = None) -> str | None:
+    """What makes ``pair`` unusable, in a few words; None when it is usable.
+
+    Checks that the certificate and key parse, that the key is the certificate's, that
+    the certificate is valid now, is (or is not) a CA as ``ca`` says and, with
+    ``signed_by``, that it was issued by that CA certificate.
+    """
+    try:
+        cert = _load_cert(pair.cert_pem)
+    except (ValueError, TypeError):
+        return "its certificate does not parse"
+    try:
+        key = _load_ec_key(pair.key_pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return "its private key does not parse or is not an ECDSA key"
+    try:
+        matches = _public_der(key.public_key()) == _public_der(_ec_public_key(cert.public_key()))
+    except ValueError:
+        matches = False
+    if not matches:
+        return "its private key does not match its certificate"
+    now = datetime.now(UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        return f"its certificate is not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} " \
+               f"to {cert.not_valid_after_utc:%Y-%m-%d})"
+    if _is_ca(cert) != ca:
+        return "its certificate is not a CA certificate" if ca else "its certificate is a CA"
+    if signed_by is not None and not verify_signed_by(pair.cert_pem, signed_by):
+        return "its certificate was not issued by the site's CA"
+    return None
 
 
 def verify_signed_by(cert_pem: bytes, ca_pem: bytes) -> bool:

@@ -92,7 +92,10 @@ async def _delete(target: Target, name: str) -> None:
         click.echo("Waiting for deletion to complete...")
         await session.store.delete("Link", name)
         credentials = current.get("spec", {}).get("tlsCredentials")
-        if credentials:
+        from skupper.resources.site import is_site_credential
+
+        # A link never owns one of the site's own credentials, whatever its spec says.
+        if isinstance(credentials, str) and credentials and not is_site_credential(credentials):
             secrets = session.platform.open_secrets()
             if await secrets.exists(credentials):
                 await secrets.delete(credentials)

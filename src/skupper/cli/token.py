@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 # Upstream's CLI refuses windows under a minute; tests may go lower via this variable.
 MIN_EXPIRATION_SECONDS = 60.0
+# No grant is meant for more sites than this; the bound keeps every number on the
+# command line finite (the link cost's is resources.model.MAX_LINK_COST).
+MAX_REDEMPTIONS_ALLOWED = 1_000_000
 TEST_MIN_EXPIRATION_ENV = "SKUPPER_TEST_MIN_EXPIRATION"
 
 _INSTRUCTIONS = """
@@ -73,8 +76,11 @@ def issue(
             f"{expiration!r} is shorter than the minimum of "
             f"{humanize_duration(_min_expiration())}",
         )
-    allowed = _positive_int(redemptions_allowed, "--redemptions-allowed", minimum=1)
-    link_cost = _positive_int(cost, "--cost", minimum=1)
+    from skupper.resources.model import MAX_LINK_COST
+
+    allowed = _bounded_int(redemptions_allowed, "--redemptions-allowed", 1,
+                           MAX_REDEMPTIONS_ALLOWED)
+    link_cost = _bounded_int(cost, "--cost", 1, MAX_LINK_COST)
     wait = duration_value(timeout, "--timeout")
     destination = check_token_destination(file)
     # With "-" the token is the only thing on standard output; messages go to stderr.
@@ -91,13 +97,18 @@ def issue(
     say(_INSTRUCTIONS.format(file=file, uses=uses, period=humanize_duration(window)))
 
 
-def _positive_int(text: str, option: str, *, minimum: int) -> int:
+def _bounded_int(text: str, option: str, minimum: int, maximum: int) -> int:
+    from skupper.base.text import printable
+
     try:
-        value = int(text)
+        # More digits than the bound has is out of range; int() is not asked to parse them.
+        value = int(text) if len(text.strip()) <= len(str(maximum)) + 1 else maximum + 1
     except ValueError:
-        raise UsageError(f"Invalid value for {option}", f"{text!r} is not a whole number") from None
-    if value < minimum:
-        raise UsageError(f"Invalid value for {option}", f"it must be at least {minimum}")
+        raise UsageError(f"Invalid value for {option}",
+                         f"{printable(repr(text), 40)} is not a whole number") from None
+    if not minimum <= value <= maximum:
+        raise UsageError(f"Invalid value for {option}",
+                         f"it must be a whole number from {minimum} to {maximum}")
     return value
 
 
@@ -125,7 +136,8 @@ async def _issue(
                 'You can use "skupper site update --enable-link-access" to enable it.',
             )
         require_running(session)
-        name = f"{current['metadata']['name']}-{uuid.uuid4()}"
+        _require_configured(current)
+        name = f"{_grant_prefix(str(current['metadata']['name']))}-{uuid.uuid4()}"
         grant = new_resource(
             "AccessGrant", name,
             {"redemptionsAllowed": allowed, "expirationWindow": window},
@@ -140,6 +152,30 @@ async def _issue(
             await _delete_quietly(session, name)
             raise
         return name
+
+
+def _require_configured(site: Resource) -> None:
+    """A site that reports itself misconfigured (e.g. a broken CA) issues nothing."""
+    from skupper.resources.status import get_condition
+
+    configured = get_condition(site, "Configured")
+    if configured and configured.get("status") == "False":
+        raise SkupperError(
+            f'Site "{site["metadata"]["name"]}" cannot issue tokens',
+            str(configured.get("message") or "it is not configured"),
+        )
+
+
+def _grant_prefix(site: str) -> str:
+    """The site's name, unless ``<site>-<uuid>`` would be a name a redeemer refuses.
+
+    The token's name is the grant's, and it is never in the name space reserved for a
+    site's own credentials: a site called "skupper-x" would otherwise issue tokens that
+    no site redeems.
+    """
+    from skupper.resources.site import is_site_credential
+
+    return f"site-{site}" if is_site_credential(f"{site}-") else site
 
 
 async def _wait_ready(session: Session, name: str, wait: float) -> Resource:
@@ -182,43 +218,67 @@ def redeem(file: str, timeout: str, target: Target) -> None:
 
     wait = duration_value(timeout, "--timeout")
     token = parse_token(file)
-    for link_name in run(_redeem(target, token, wait)):
-        click.echo(f'Link "{link_name}" is active.')
+    run(_redeem(target, token, wait))
     click.echo(f"You can now safely delete {file}.")
 
 
-async def _redeem(target: Target, token: Resource, wait: float) -> list[str]:
+async def _redeem(target: Target, token: Resource, wait: float) -> None:
     import asyncio
 
-    from skupper.cli.session import open_session, require_running, require_site, wait_until
+    from skupper.cli.session import open_session, require_running, require_site
+    from skupper.controller.token import check_unused, store_answer
     from skupper.grants.client import parse_answer, post_redemption
-    from skupper.resources.status import is_ready
+    from skupper.grants.token_file import link_cost
 
     spec = token["spec"]
     name = str(token["metadata"]["name"])
     async with open_session(target) as session:
         current = require_site(session)
         require_running(session)
-        for existing in await session.store.list("Link"):
-            if existing["metadata"]["name"] in (name, f"{name}-1"):
-                raise SkupperError(
-                    f'A link named "{existing["metadata"]["name"]}" already exists',
-                    "this token seems to have been redeemed here already",
-                    f'Delete it first with "skupper link delete {existing["metadata"]["name"]}".',
-                )
+        # Before anything is spent: nothing of this redemption may exist here already.
+        await check_unused(session.store, session.platform.open_secrets(), name)
         if session.platform.name == "kubernetes":  # the controller redeems an AccessToken
-            return await _redeem_in_cluster(session, token, wait)
-        body = await asyncio.to_thread(
-            post_redemption, spec["url"], spec["ca"], spec["code"], name,
-            str(current["metadata"]["name"]),
-        )
-        answer = parse_answer(spec["url"], body)
-        links = await _store_answer(session, answer, int(spec.get("linkCost", 1)))
+            links = await _redeem_in_cluster(session, token, wait)
+        else:
+            cost = link_cost(spec, f"token {name}")
+            body = await asyncio.to_thread(
+                post_redemption, spec["url"], spec["ca"], spec["code"], name,
+                str(current["metadata"]["name"]),
+            )
+            answer = parse_answer(spec["url"], body, name)
+            links = await store_answer(session.store, session.platform.open_secrets(), answer,
+                                       cost)
         click.echo("Waiting for status...")
-        for link_name in links:
+        await _wait_active(session, links, wait)
+
+
+async def _wait_active(session: Session, links: list[str], wait: float) -> None:
+    """Wait for each Link; one that is not active says so, and that it was kept.
+
+    The redemption is spent at the issuing site by now, so the Link stays and keeps
+    dialing (it may come up later); the command still fails, with the Link's reason.
+    """
+    from skupper.base.text import printable
+    from skupper.cli.session import wait_until
+    from skupper.resources.status import is_ready, status_message
+    from skupper.store.interface import NotFound
+
+    for link_name in links:
+        try:
             await wait_until(session, "Link", link_name, is_ready, wait,
                              what=f'Link "{link_name}"')
-        return links
+        except SkupperError as exc:
+            try:
+                reason = status_message(await session.store.get("Link", link_name))
+            except NotFound:
+                raise exc from None
+            raise SkupperError(
+                f'Link "{link_name}" was created but is not active yet',
+                printable(reason, 300),
+                f'It was kept and keeps retrying (the token was spent); see "skupper link '
+                f'status {link_name}", or remove it with "skupper link delete {link_name}".',
+            ) from None
+        click.echo(f'Link "{link_name}" is active.')
 
 
 async def _redeem_in_cluster(session: Session, token: Resource, wait: float) -> list[str]:
@@ -232,7 +292,7 @@ async def _redeem_in_cluster(session: Session, token: Resource, wait: float) -> 
     from skupper.cli.session import wait_until
     from skupper.controller.token import links_of
     from skupper.resources import new_resource
-    from skupper.resources.status import ERROR, is_ready
+    from skupper.resources.status import ERROR
     from skupper.store.interface import AlreadyExists, NotFound
 
     name = str(token["metadata"]["name"])
@@ -261,40 +321,5 @@ async def _redeem_in_cluster(session: Session, token: Resource, wait: float) -> 
         with contextlib.suppress(NotFound):
             await session.store.delete("AccessToken", name)
         raise SkupperError(str(status.get("message") or "the redemption failed"))
-    click.echo("Waiting for status...")
-    links = [str(link["metadata"]["name"])
-             for link in links_of(await session.store.list("Link"), name)]
-    for link_name in links:
-        await wait_until(session, "Link", link_name, is_ready, wait, what=f'Link "{link_name}"')
-    return links
-
-
-async def _store_answer(session: Session, answer: Any, cost: int) -> list[str]:
-    """Keep the credential and the Links; on any failure keep neither."""
-    import base64
-    import contextlib
-
-    from skupper.resources import new_resource
-    from skupper.store.interface import NotFound
-
-    secret_name = str(answer.secret["metadata"]["name"])
-    data = {key: base64.b64decode(value) for key, value in answer.secret["data"].items()
-            if key in ("tls.crt", "tls.key", "ca.crt")}
-    secrets = session.platform.open_secrets()
-    created: list[str] = []
-    try:
-        await secrets.put(secret_name, data)
-        for link in answer.links:
-            link_spec = dict(link["spec"])
-            link_spec["cost"] = cost
-            link_spec["tlsCredentials"] = secret_name
-            await session.store.create(new_resource("Link", link["metadata"]["name"], link_spec))
-            created.append(str(link["metadata"]["name"]))
-    except BaseException:
-        for link_name in created:
-            with contextlib.suppress(NotFound):
-                await session.store.delete("Link", link_name)
-        with contextlib.suppress(Exception):
-            await secrets.delete(secret_name)
-        raise
-    return created
+    return [str(link["metadata"]["name"])
+            for link in links_of(await session.store.list("Link"), name)]

@@ -6,8 +6,10 @@ only what stops a Link from being dialed at all.
 
 from __future__ import annotations
 
+from skupper.base.text import printable
 from skupper.controller.runtime import LinkRuntime
 from skupper.resources import Resource
+from skupper.resources.site import is_site_credential
 from skupper.resources.status import derive_ready, set_condition
 from skupper.store.interface import NotFound, SecretStore, Store
 
@@ -37,10 +39,16 @@ class LinkReconciler:
         problem = ""
         credentials: dict[str, bytes] = {}
         secret = str(link.get("spec", {}).get("tlsCredentials") or name)
-        try:
-            credentials = await self._secrets.get(secret)
-        except NotFound:
-            problem = f'the link\'s credentials (secret "{secret}") are missing'
+        if is_site_credential(secret):
+            # A link dialing with the site's own CA or server key would hand them to
+            # whoever it dials; only credentials from a redemption are link credentials.
+            problem = (f'the link\'s credentials name the site credential "{printable(secret)}"; '
+                       "a link may only use the credentials its redemption stored")
+        else:
+            try:
+                credentials = await self._secrets.get(secret)
+            except NotFound:
+                problem = f'the link\'s credentials (secret "{secret}") are missing'
         if not problem and dial_endpoint(link) is None:
             problem = f"the link has no {DIAL_ROLE} endpoint"
         if not problem and not all(k in credentials for k in ("tls.crt", "tls.key", "ca.crt")):

@@ -13,6 +13,7 @@ from skupper.controller.credentials import (
     GRANT_SERVER_CA,
     SITE_CA,
     SITE_SERVER,
+    BrokenCredential,
     ensure_ca,
     ensure_server_certificate,
 )
@@ -68,10 +69,6 @@ class SiteReconciler:
         except NotFound:
             await self._runtime.disable()
             return
-        site_name = site["metadata"]["name"]
-        ca = await ensure_ca(self._secrets, SITE_CA, f"{site_name} site CA")
-        endpoints: list[dict[str, object]] = []
-        resolved, message = True, "OK"
         try:
             validity = link_certificate_validity(site)
         except ValueError as exc:
@@ -79,6 +76,20 @@ class SiteReconciler:
             await self._write_status(site, [], False, f"Invalid site setting: {exc}",
                                      configured=False)
             return
+        try:
+            await self._apply(site, validity)
+        except BrokenCredential as exc:
+            # Nothing listens or trusts while a credential is broken, and nothing is
+            # regenerated: a new CA would silently break every link issued from the old.
+            await self._runtime.disable()
+            log.error("site %s: %s", site["metadata"]["name"], exc)
+            await self._write_status(site, [], False, _broken_message(exc), configured=False)
+
+    async def _apply(self, site: Resource, validity: float) -> None:
+        site_name = site["metadata"]["name"]
+        ca = await ensure_ca(self._secrets, SITE_CA, f"{site_name} site CA")
+        endpoints: list[dict[str, object]] = []
+        resolved, message = True, "OK"
         if link_access_enabled(site):
             host = link_access_host(site)
             config = LinkAccessConfig(
@@ -127,3 +138,9 @@ class SiteReconciler:
         if repr(site.get("status")) != before:
             await self._store.update_status(site)
             log.info("site %s: %s", site["metadata"]["name"], status.get("message"))
+
+
+def _broken_message(exc: BrokenCredential) -> str:
+    return (f'The site credential "{exc.name}" is unusable: {exc.why}. Restore it from a '
+            'backup, or recreate the site ("skupper site delete", then "skupper site create"; '
+            "its links must then be redeemed again)")

@@ -21,21 +21,25 @@ Platform-neutral: it needs only the Store and the SecretStore. Must not import c
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from skupper.base.errors import SkupperError
+from skupper.grants.token_file import check_link_name
 from skupper.resources import Resource, new_resource
+from skupper.resources.model import valid_name
+from skupper.resources.site import is_site_credential
 from skupper.resources.status import ERROR, PENDING, READY, get_condition, set_condition
 from skupper.store.interface import AlreadyExists, NotFound, SecretStore, Store
+
+if TYPE_CHECKING:
+    from skupper.grants.client import Answer
 
 log = logging.getLogger(__name__)
 
 REDEEMED = "Redeemed"
-_KEYS = ("tls.crt", "tls.key", "ca.crt")
 
 # post(url, ca_pem, code, name, subject) -> the answer's bytes; blocking (run in a thread).
 Post = Callable[[str, str, str, str, str], bytes]
@@ -82,6 +86,12 @@ class TokenReconciler:
         if site is None:
             await self._set(name, False, PENDING, "Waiting for a site in this namespace")
             return
+        try:
+            # Its name becomes a Secret's and Links' names: never one of the site's own.
+            check_link_name(name, f'access token "{name}"')
+        except SkupperError as exc:
+            await self._set(name, False, ERROR, exc.line())
+            return
         stored = links_of(await self._store.list("Link"), name)
         if stored and await self._secrets.exists(name):
             await self._set(name, True, READY, "OK")  # stored before a restart: no new POST
@@ -97,47 +107,18 @@ class TokenReconciler:
 
     async def _redeem(self, token: Resource, site: str) -> list[str]:
         from skupper.grants.client import parse_answer
+        from skupper.grants.token_file import check_access_token, link_cost
 
-        spec = token.get("spec") or {}
         name = str(token["metadata"]["name"])
-        for key in ("url", "code", "ca"):
-            if not isinstance(spec.get(key), str) or not spec.get(key):
-                raise SkupperError("The access token is incomplete", f"spec.{key} is missing")
+        # Applied with kubectl, an AccessToken has had no other check: the token file's.
+        check_access_token(token, f'access token "{name}"')
+        spec = token["spec"]
+        cost = link_cost(spec, f'access token "{name}"')
+        await check_unused(self._store, self._secrets, name)
         body = await asyncio.to_thread(self._post, spec["url"], spec["ca"], spec["code"], name,
                                        site)
-        answer = parse_answer(spec["url"], body)
-        return await self._store_answer(name, answer, int(spec.get("linkCost") or 1))
-
-    async def _store_answer(self, name: str, answer: Any, cost: int) -> list[str]:
-        """Keep the credential and the Links; on any failure keep neither."""
-        secret_name = str(answer.secret["metadata"]["name"])
-        data = {key: base64.b64decode(value) for key, value in answer.secret["data"].items()
-                if key in _KEYS}
-        created: list[str] = []
-        try:
-            await self._secrets.put(secret_name, data)
-            for link in answer.links:
-                link_spec = dict(link["spec"])
-                link_spec["cost"] = cost
-                link_spec["tlsCredentials"] = secret_name
-                link_name = str(link["metadata"]["name"])
-                try:
-                    await self._store.create(new_resource("Link", link_name, link_spec))
-                except AlreadyExists:
-                    raise SkupperError(
-                        f'A link named "{link_name}" already exists',
-                        "this token seems to have been redeemed here already",
-                        f'Delete it first with "skupper link delete {link_name}".',
-                    ) from None
-                created.append(link_name)
-        except BaseException:
-            for link_name in created:
-                with contextlib.suppress(Exception):
-                    await self._store.delete("Link", link_name)
-            with contextlib.suppress(Exception):
-                await self._secrets.delete(secret_name)
-            raise
-        return created
+        answer = parse_answer(spec["url"], body, name)
+        return await store_answer(self._store, self._secrets, answer, cost)
 
     async def _set(self, name: str, redeemed: bool, state: str, message: str) -> None:
         def change(token: Resource) -> None:
@@ -150,3 +131,74 @@ class TokenReconciler:
 
         with contextlib.suppress(NotFound):
             await self._store.mutate_status("AccessToken", name, change)
+
+
+def _is_link_of(link_name: str, token_name: str) -> bool:
+    """Whether a Link named ``link_name`` is one a redemption of ``token_name`` makes."""
+    if link_name == token_name:
+        return True
+    prefix, _, number = link_name.rpartition("-")
+    return prefix == token_name and number.isdigit()
+
+
+async def check_unused(store: Store, secrets: SecretStore, name: str) -> None:
+    """Refuse, before anything is spent, a token whose Links or Secret already exist here.
+
+    A redemption writes the Secret ``name`` and Links ``name`` or ``name-N``: none of them
+    may replace something that is there, whoever made it.
+    """
+    for existing in await store.list("Link"):
+        link_name = str(existing["metadata"]["name"])
+        if _is_link_of(link_name, name):
+            raise SkupperError(
+                f'A link named "{link_name}" already exists',
+                "this token seems to have been redeemed here already",
+                f'Delete it first with "skupper link delete {link_name}".',
+            )
+    if await secrets.exists(name):
+        raise _secret_exists(name)
+
+
+def _secret_exists(name: str) -> SkupperError:
+    return SkupperError(
+        f'A secret named "{name}" already exists',
+        "redeeming this token would replace it",
+        "Redeem the token in another namespace, or remove that secret first.",
+    )
+
+
+async def store_answer(store: Store, secrets: SecretStore, answer: Answer,
+                       cost: int) -> list[str]:
+    """Keep a checked answer's credential and Links; on any failure keep neither.
+
+    Nothing here names a site credential: ``parse_answer`` took the names from the
+    request, and the request's name was checked (``check_link_name``).
+    """
+    check_link_name(answer.secret_name, "the redemption answer")  # defence in depth
+    if await secrets.exists(answer.secret_name):  # again: it may have appeared meanwhile
+        raise _secret_exists(answer.secret_name)
+    created: list[str] = []
+    try:
+        await secrets.put(answer.secret_name, dict(answer.credentials))
+        for link_name, endpoints in answer.links:
+            if is_site_credential(link_name) or not valid_name(link_name):  # defence in depth
+                raise SkupperError(f'The redemption answer names a Link "{link_name}"',
+                                   "that name is not one a redemption may create")
+            spec = {**endpoints, "cost": cost, "tlsCredentials": answer.secret_name}
+            try:
+                await store.create(new_resource("Link", link_name, spec))
+            except AlreadyExists:
+                raise SkupperError(
+                    f'A link named "{link_name}" already exists',
+                    "this token seems to have been redeemed here already",
+                    f'Delete it first with "skupper link delete {link_name}".',
+                ) from None
+            created.append(link_name)
+    except BaseException:
+        for link_name in created:
+            with contextlib.suppress(Exception):
+                await store.delete("Link", link_name)
+        with contextlib.suppress(Exception):
+            await secrets.delete(answer.secret_name)
+        raise
+    return created

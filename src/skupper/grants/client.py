@@ -7,13 +7,14 @@ Trusts only the token's CA, requires TLS 1.3, follows no redirects, times out af
 from __future__ import annotations
 
 import http.client
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from skupper.base.errors import SkupperError
-from skupper.resources import Resource
+from skupper.base.text import printable
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 # The answer is a Secret and a few Links: a few KiB.
@@ -37,8 +38,11 @@ _REFUSALS = {
 
 @dataclass(frozen=True)
 class Answer:
-    secret: Resource
-    links: list[Resource]
+    """A checked redemption answer: exactly what was asked for, nothing else."""
+
+    secret_name: str
+    credentials: dict[str, bytes]  # tls.crt, tls.key, ca.crt
+    links: list[tuple[str, dict[str, Any]]]  # (name, spec with only the endpoints)
 
 
 def _fail(url: str, why: str, hint: str = "") -> SkupperError:
@@ -83,7 +87,8 @@ def post_redemption(url: str, ca_pem: str, code: str, name: str, subject: str) -
     if response.status != 200:
         text = body[:500].decode("utf-8", "replace").strip()
         why, hint = _REFUSALS.get(
-            (response.status, text), (f"the server answered {response.status} {text}", "")
+            (response.status, text),
+            (f"the server answered {response.status} {printable(text, 200)}", ""),
         )
         raise _fail(url, why, hint)
     if len(body) > MAX_ANSWER_BYTES:
@@ -91,22 +96,156 @@ def post_redemption(url: str, ca_pem: str, code: str, name: str, subject: str) -
     return body
 
 
-def parse_answer(url: str, body: bytes) -> Answer:
+# An answer holds one Link per endpoint group; upstream makes one or two.
+MAX_ANSWER_LINKS = 16
+MAX_ENDPOINTS = 16
+MAX_CREDENTIAL_BYTES = 64 * 1024
+_CREDENTIAL_KEYS = ("tls.crt", "tls.key", "ca.crt")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                   r"[A-Za-z0-9])?)*\.?")
+_LABEL = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,251}[A-Za-z0-9])?")
+
+
+def parse_answer(url: str, body: bytes, name: str) -> Answer:
+    """Check the grant server's answer to a request made with the ``name`` header.
+
+    The answer may only hand over what was asked for: one Secret named ``name`` (a
+    client certificate and key issued by the CA it carries) and the Links of that
+    redemption, named ``name`` or ``name-1`` ... ``name-N``, each with sane endpoints.
+    Anything else is refused, so a grant server cannot choose which of the redeeming
+    site's secrets or resources are written.
+    """
     import yaml
 
+    from skupper.grants.token_file import load_documents
+
     try:
-        documents: list[Any] = [d for d in yaml.safe_load_all(body) if d is not None]
-    except yaml.YAMLError:
-        raise _fail(url, "the answer is not YAML") from None
-    secrets = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Secret"]
-    links = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Link"]
+        documents = load_documents(body)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        raise _fail(url, "the answer is not YAML (without aliases)") from None
+    if len(documents) > MAX_ANSWER_LINKS + 1:
+        raise _fail(url, f"the answer holds {len(documents)} documents; a redemption answer "
+                         f"holds one Secret and at most {MAX_ANSWER_LINKS} Links")
+    secrets, links = [], []
+    for document in documents:
+        kind = document.get("kind") if isinstance(document, dict) else None
+        if kind == "Secret":
+            secrets.append(document)
+        elif kind == "Link":
+            links.append(document)
+        else:
+            raise _fail(url, f"the answer holds a {printable(kind or type(document).__name__, 40)}"
+                             "; a redemption answer holds only a Secret and Links")
     if len(secrets) != 1 or not links:
         raise _fail(url, "the answer does not hold one Secret and at least one Link")
-    data = secrets[0].get("data") or {}
-    if not all(isinstance(data.get(k), str) for k in ("tls.crt", "tls.key", "ca.crt")):
-        raise _fail(url, "the answer's Secret lacks tls.crt, tls.key or ca.crt")
-    for link in links:
-        endpoints = (link.get("spec") or {}).get("endpoints")
-        if not isinstance(endpoints, list) or not endpoints:
-            raise _fail(url, "a Link in the answer has no endpoints")
-    return Answer(secret=secrets[0], links=links)
+    _check_name(url, "Secret", _name_of(secrets[0]), name)
+    credentials = _credentials(url, secrets[0])
+    wanted = [name] if len(links) == 1 else [f"{name}-{i}" for i in range(1, len(links) + 1)]
+    named = sorted(((_name_of(link), link) for link in links), key=lambda pair: pair[0])
+    found = [link_name for link_name, _ in named]
+    if found != sorted(wanted) and not (len(links) == 1 and found == [f"{name}-1"]):
+        shown = ", ".join(f'"{printable(n, 80)}"' for n in found[:4])
+        raise _fail(url, f"the answer's Links are named {shown}, not after the request "
+                         f'("{name}" or "{name}-N")',
+                    "The issuing site is not answering as a grant server does; ask it for "
+                    "a new token.")
+    checked = []
+    for link_name, link in named:
+        spec = link.get("spec")
+        if not isinstance(spec, dict):
+            raise _fail(url, f'the answer\'s Link "{link_name}" has no spec')
+        credentials_name = spec.get("tlsCredentials", name)
+        if credentials_name != name:
+            raise _fail(url, f'the answer\'s Link "{link_name}" names the Secret '
+                             f'"{printable(credentials_name, 80)}", not "{name}"')
+        checked.append((link_name, {"endpoints": _endpoints(url, link_name, spec)}))
+    return Answer(secret_name=name, credentials=credentials, links=checked)
+
+
+def _name_of(document: dict[str, Any]) -> str:
+    meta = document.get("metadata")
+    value = meta.get("name") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _check_name(url: str, kind: str, found: str, wanted: str) -> None:
+    if found != wanted:
+        raise _fail(url, f'the answer\'s {kind} is named "{printable(found, 80)}", not '
+                         f'"{wanted}" as requested',
+                    "The issuing site is not answering as a grant server does; ask it for "
+                    "a new token.")
+
+
+def _credentials(url: str, secret: dict[str, Any]) -> dict[str, bytes]:
+    """The client certificate, its key and the CA: decoded, and checked to belong together."""
+    import base64
+    import binascii
+
+    from skupper.certs.issue import KeyPair, is_ca_certificate, key_pair_problem
+
+    data = secret.get("data")
+    if not isinstance(data, dict):
+        data = {}
+    decoded: dict[str, bytes] = {}
+    for key in _CREDENTIAL_KEYS:
+        value = data.get(key)
+        if not isinstance(value, str):
+            raise _fail(url, "the answer's Secret lacks tls.crt, tls.key or ca.crt")
+        if len(value) > MAX_CREDENTIAL_BYTES:
+            raise _fail(url, f"the answer's {key} is too large to be a credential")
+        try:
+            decoded[key] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise _fail(url, f"the answer's {key} is not base64") from None
+    if not is_ca_certificate(decoded["ca.crt"]):
+        raise _fail(url, "the answer's ca.crt is not a CA certificate")
+    problem = key_pair_problem(KeyPair(cert_pem=decoded["tls.crt"], key_pem=decoded["tls.key"]),
+                               ca=False, signed_by=decoded["ca.crt"])
+    if problem:
+        problem = problem.replace("the site's CA", "the answer's ca.crt")
+        raise _fail(url, f"the answer's client credential is unusable: {problem}")
+    return decoded
+
+
+def _endpoints(url: str, link_name: str, spec: dict[str, Any]) -> list[dict[str, str]]:
+    endpoints = spec.get("endpoints")
+    if not isinstance(endpoints, list) or not endpoints:
+        raise _fail(url, "a Link in the answer has no endpoints")
+    if len(endpoints) > MAX_ENDPOINTS:
+        raise _fail(url, f'the answer\'s Link "{link_name}" has {len(endpoints)} endpoints; '
+                         f"at most {MAX_ENDPOINTS} are accepted")
+    checked = []
+    for endpoint in endpoints:
+        why = _endpoint_problem(endpoint)
+        if why:
+            raise _fail(url, f'an endpoint of the answer\'s Link "{link_name}" {why}')
+        checked.append({key: str(endpoint[key]) for key in ("name", "host", "port", "group")
+                        if key in endpoint})
+    if not any(e["name"] == "inter-router" for e in checked):
+        raise _fail(url, f'the answer\'s Link "{link_name}" has no inter-router endpoint')
+    return checked
+
+
+def _endpoint_problem(endpoint: Any) -> str:
+    import ipaddress
+
+    if not isinstance(endpoint, dict):
+        return "is not a mapping"
+    role, host, port = endpoint.get("name"), endpoint.get("host"), endpoint.get("port")
+    group = endpoint.get("group", "")
+    if not isinstance(role, str) or not _LABEL.fullmatch(role) or len(role) > 63:
+        return "has no valid name"
+    if not isinstance(host, str) or len(host) > 253:
+        return "has no valid host"
+    literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(literal)
+    except ValueError:
+        if not _HOST.fullmatch(host):
+            return f'has an invalid host "{printable(host, 80)}"'
+    text = str(port) if isinstance(port, (str, int)) and not isinstance(port, bool) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= 65535:
+        return f'has an invalid port "{printable(port, 20)}" (1 to 65535)'
+    if not isinstance(group, str) or (group and not _LABEL.fullmatch(group)):
+        return "has an invalid group"
+    return ""

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from skupper.base.errors import SkupperError
-from skupper.base.files import write_private
+from skupper.base.files import (
+    DIRECTORY,
+    REGULAR_FILE,
+    NotARegularFile,
+    regular_file_kind,
+    write_private,
+)
+from skupper.base.text import is_printable, printable
 from skupper.resources import API_VERSION, Resource
 
 
@@ -68,15 +75,16 @@ def render_token(token: Resource) -> str:
 def check_token_destination(file: str) -> Path | None:
     """Refuse a destination that cannot be written, before any grant is created.
 
-    ``-`` means standard output (returns None).
+    ``-`` means standard output (returns None). Only a regular file (replaced
+    atomically) or a new file is written: a symbolic link, a FIFO, a device, a socket
+    or a folder is refused, so ``/dev/null``, ``/dev/stdout`` or ``/proc/self/fd/1``
+    are never replaced and nothing is written through a link into another file.
+    Folders on the way to the file may be links; the file itself may not.
     """
     if file == "-":
         return None
     path = Path(file).expanduser()
-    if path.is_dir():
-        raise SkupperError(
-            f"Cannot write token file {file}", "it is a directory", "Give a file name."
-        )
+    _check_kind(file, path)
     folder = path.parent
     if not folder.is_dir():
         raise SkupperError(
@@ -93,9 +101,26 @@ def check_token_destination(file: str) -> Path | None:
     return path
 
 
+def _check_kind(file: str, path: Path) -> None:
+    try:
+        kind = regular_file_kind(path)
+    except OSError as exc:
+        raise SkupperError(f"Cannot write token file {file}", exc.strerror or str(exc)) from None
+    if kind is not None and kind != REGULAR_FILE:
+        raise _not_regular(file, NotARegularFile(path, kind))
+
+
+def _not_regular(file: str | Path, exc: NotARegularFile) -> SkupperError:
+    hint = "Give a file name." if exc.kind == DIRECTORY else (
+        "Give a file name, or - for standard output.")
+    return SkupperError(f"Cannot write token file {file}", exc.strerror or "", hint)
+
+
 def write_token(path: Path, token: Resource) -> None:
     try:
         write_private(path, render_token(token))
+    except NotARegularFile as exc:
+        raise _not_regular(path, exc) from None
     except OSError as exc:
         raise SkupperError(f"Cannot write token file {path}", exc.strerror or str(exc)) from exc
 
@@ -105,25 +130,45 @@ MAX_TOKEN_FILE_BYTES = 64 * 1024
 
 
 def _bad(file: str, why: str, hint: str = "") -> SkupperError:
-    return SkupperError(f"Cannot use token file {file}", why, hint)
+    return _refuse(f"token file {file}", why, hint)
 
 
-def _load_single_document(file: str, text: str) -> Any:
+def _refuse(what: str, why: str, hint: str = "") -> SkupperError:
+    return SkupperError(f"Cannot use {what}", why, hint)
+
+
+def load_documents(text: str | bytes) -> list[Any]:
+    """The YAML documents in ``text`` (empty ones dropped), aliases refused.
+
+    For what comes from outside (token files, grant server answers): aliases have no
+    place there, and refusing them defuses alias bombs. Raises yaml.YAMLError,
+    ValueError (numbers past Python's digit limit, impossible dates) or RecursionError.
+    """
     import yaml
 
     class _NoAliases(yaml.SafeLoader):
-        """Aliases have no place in a token; refusing them defuses alias bombs."""
-
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 raise yaml.YAMLError("YAML aliases are not allowed in a token")
             return super().compose_node(parent, index)
 
+    return [doc for doc in yaml.load_all(text, Loader=_NoAliases) if doc is not None]
+
+
+def _load_single_document(file: str, text: str) -> Any:
+    import yaml
+
     try:
-        documents = [doc for doc in yaml.load_all(text, Loader=_NoAliases) if doc is not None]
+        documents = load_documents(text)
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
-        raise _bad(file, f"it is not valid YAML ({first})") from None
+        raise _bad(file, f"it is not valid YAML ({printable(first, 120)})") from None
+    except ValueError as exc:
+        # PyYAML builds ints and dates itself: a number past Python's digit limit or an
+        # impossible date raises ValueError from inside the loader.
+        why = ("a number in it has far too many digits" if "digits" in str(exc)
+               else f"a value in it cannot be read ({printable(exc, 120)})")
+        raise _bad(file, why) from None
     except RecursionError:
         # PyYAML composes nested collections recursively; a token is three levels deep.
         raise _bad(file, "it is nested far too deeply to be a token") from None
@@ -141,7 +186,12 @@ def parse_token(file: str) -> Resource:
         size = path.stat().st_size
         if size > MAX_TOKEN_FILE_BYTES:
             raise _bad(file, f"it is {size} bytes; a token is a few KiB at most")
-        raw = path.read_bytes()
+        # Bounded whatever the file is: /dev/zero or a pipe report no size and never end.
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+        if len(raw) > MAX_TOKEN_FILE_BYTES:
+            raise _bad(file, f"it is over {MAX_TOKEN_FILE_BYTES} bytes; a token is a few KiB "
+                             "at most")
     except FileNotFoundError:
         raise _bad(file, "no such file") from None
     except PermissionError:
@@ -159,59 +209,109 @@ def parse_token(file: str) -> Resource:
 
 
 def check_token(file: str, token: Any) -> Resource:
+    """``token`` (read from ``file``) if it is a usable AccessToken; else one SkupperError."""
+    return check_access_token(token, f"token file {file}")
+
+
+def check_access_token(token: Any, what: str) -> Resource:
+    """Check an AccessToken resource; errors read "Cannot use <what>: ...".
+
+    The same checks for a token file and for an AccessToken applied to a cluster.
+    """
     if not isinstance(token, dict):
-        raise _bad(file, "it is not an AccessToken resource")
+        raise _refuse(what, "it is not an AccessToken resource")
     if token.get("kind") != "AccessToken":
-        raise _bad(file, f"its kind is {token.get('kind')!r}, not 'AccessToken'")
+        raise _refuse(what, f"its kind is {printable(repr(token.get('kind')), 60)}, "
+                            "not 'AccessToken'")
     if not str(token.get("apiVersion", "")).startswith("skupper.io/"):
-        raise _bad(file, f"its apiVersion {token.get('apiVersion')!r} is not skupper.io")
+        raise _refuse(what, f"its apiVersion {printable(repr(token.get('apiVersion')), 60)} "
+                            "is not skupper.io")
     meta = token.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
-        raise _bad(file, "it has no metadata.name")
-    from skupper.resources.model import valid_name
-
-    if not valid_name(meta["name"]) or len(meta["name"]) > 63:
-        raise _bad(file, f"metadata.name {meta['name']!r} is not a valid resource name")
+        raise _refuse(what, "it has no metadata.name")
+    check_link_name(meta["name"], what)
     spec = token.get("spec")
     if not isinstance(spec, dict):
-        raise _bad(file, "it has no spec")
+        raise _refuse(what, "it has no spec")
     for key in ("url", "code", "ca"):
         if not isinstance(spec.get(key), str) or not spec[key].strip():
-            raise _bad(file, f"spec.{key} is missing or not a string")
-    cost = spec.get("linkCost", 1)
-    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
-        raise _bad(file, "spec.linkCost must be a whole number of at least 1")
-    _check_url(file, spec["url"])
-    _check_ca(file, spec["ca"])
+            raise _refuse(what, f"spec.{key} is missing or not a string")
+    link_cost(spec, what)
+    _check_url(what, spec["url"])
+    _check_ca(what, spec["ca"])
     return token
 
 
-def _check_url(file: str, url: str) -> None:
+# A token's name becomes the `name` header, the Secret that keeps the link's credentials
+# and the Link's name (or <name>-N). Grants are named "<site>-<uuid>", so a long site
+# name makes a long token name; 200 leaves room for "-N" within Kubernetes' 253 and for
+# the secret store's version folder (".<name>.<12 hex>") within a file name's 255.
+MAX_TOKEN_NAME = 200
+
+
+def check_link_name(name: str, what: str) -> None:
+    """Refuse a token name that is not a resource name or that names a site credential."""
+    from skupper.resources.model import valid_name
+    from skupper.resources.site import SITE_CREDENTIAL_PREFIX, is_site_credential
+
+    if len(name) > MAX_TOKEN_NAME or not valid_name(name):
+        raise _refuse(what, f"metadata.name {printable(repr(name), 80)} is not a valid "
+                            "resource name")
+    if is_site_credential(name):
+        raise _refuse(what, f'metadata.name "{name}" starts with "{SITE_CREDENTIAL_PREFIX}", '
+                            "which is reserved for the site's own credentials",
+                      "The token may have been altered; ask for a new one.")
+
+
+def link_cost(spec: dict[str, Any], what: str) -> int:
+    """The token's spec.linkCost (1 when absent), a whole number in 1..MAX_LINK_COST."""
+    from skupper.resources.model import MAX_LINK_COST
+
+    cost = spec.get("linkCost", 1)
+    if isinstance(cost, bool) or not isinstance(cost, int) or not 1 <= cost <= MAX_LINK_COST:
+        raise _refuse(what, f"spec.linkCost must be a whole number from 1 to {MAX_LINK_COST}")
+    return cost
+
+
+def _check_url(what: str, url: str) -> None:
     from urllib.parse import urlsplit
 
+    if len(url) > MAX_URL_LENGTH or not url.isascii() or not is_printable(url) or " " in url:
+        raise _refuse(what, "spec.url is not a valid URL (too long, or control or "
+                            "non-ASCII characters)")
     try:
         parts = urlsplit(url)
-        _ = parts.port  # raises for a port that is not a number
+        _ = parts.port  # raises for a port that is not a number or out of range
     except ValueError as exc:
-        raise _bad(file, f"spec.url is not a valid URL ({exc})") from None
+        raise _refuse(what, f"spec.url is not a valid URL ({printable(exc, 80)})") from None
+    if parts.port == 0:
+        raise _refuse(what, "spec.url is not a valid URL (port 0)")
     if parts.scheme != "https":
-        raise _bad(file, f"spec.url must be https, not {parts.scheme or 'missing'!r}",
-                   "A token is only redeemed over TLS.")
+        raise _refuse(what, f"spec.url must be https, not {parts.scheme or 'missing'!r}",
+                      "A token is only redeemed over TLS.")
+    if "@" in parts.netloc:
+        raise _refuse(what, "spec.url carries user information (user:password@); a token's "
+                            "URL never does", "The token may have been altered; ask for a "
+                            "new one.")
     if not parts.hostname:
-        raise _bad(file, "spec.url has no host")
+        raise _refuse(what, "spec.url has no host")
 
 
-def _check_ca(file: str, ca: str) -> None:
+# A grant URL is https://host:port/<uuid>: a few hundred characters at most.
+MAX_URL_LENGTH = 2048
+
+
+def _check_ca(what: str, ca: str) -> None:
     import ssl
 
     if "-----BEGIN CERTIFICATE-----" not in ca or not ca.isascii():
-        raise _bad(file, "spec.ca is not a PEM certificate")
+        raise _refuse(what, "spec.ca is not a PEM certificate")
     try:
         ssl.create_default_context(cadata=ca)
     except (ssl.SSLError, ValueError):
-        raise _bad(file, "spec.ca is not a valid PEM certificate") from None
+        raise _refuse(what, "spec.ca is not a valid PEM certificate") from None
     from skupper.certs.issue import is_ca_certificate
 
     if not is_ca_certificate(ca.encode()):
-        raise _bad(file, "spec.ca is a certificate but not a CA certificate",
-                   "The token may have been altered; ask for a new one.")
+        raise _refuse(what, "spec.ca is a certificate but not a CA certificate",
+                      "The token may have been altered; ask for a new one.")

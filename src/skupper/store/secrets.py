@@ -46,7 +46,11 @@ class FileSecretStore:
         for _ in range(100):
             try:
                 fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except (FileNotFoundError, NotADirectoryError):
+            except FileNotFoundError:
+                if os.path.lexists(folder):
+                    continue  # the link moved on and its old version went meanwhile
+                raise NotFound("Secret", name) from None
+            except NotADirectoryError:
                 raise NotFound("Secret", name) from None
             try:
                 data = {key: _read_at(fd, key) for key in os.listdir(fd)}
