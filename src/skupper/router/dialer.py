@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skupper.base.backoff import backoff_delay
+from skupper.base.text import printable
 from skupper.router.link import REVOKED_MESSAGE, LinkClosed, LinkConnection, StreamHandler
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class Dialer:
             if self._on_connection:
                 self._on_connection(self.name, None)
         await connection.aclose(reason)
-        log.info("link %s is down: %s", self.name, reason)
+        log.info("link %s is down: %s", self.name, printable(reason, 300))
         return LinkReport(False, reason, final=_is_final(reason))
 
 
