@@ -1,7 +1,13 @@
 """The daemon's link manager: one dialer per Link, incoming links, and their status.
 
 It owns the Operational condition of Links and the ``network`` part of the Site's
-status (which sites this one is linked with, and how).
+status (which sites this one is linked with, and how), and ``incomingLinks``: each
+link another site made to this one, named by what its certificate proves.
+
+Incoming hellos are bound to their certificate by the listener (the site name must be
+the certificate's CN); this manager adds what only the whole site knows (``admit``): a
+hello may not claim this site's own id, nor a site id this site knows under another
+name (from a link or an advert), and one certificate speaks for one site id.
 """
 
 from __future__ import annotations
@@ -9,19 +15,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from skupper import __version__
-from skupper.certs.tls import client_context
+from skupper.base.text import printable
+from skupper.certs.tls import PeerCertificate, client_context
 from skupper.controller.link import LINK_REQUIRED, dial_endpoint
 from skupper.daemon.status_writer import StatusWriter
 from skupper.grants.redemption import grant_of_unit
 from skupper.resources import Resource
+from skupper.resources.model import MAX_LINK_COST
 from skupper.resources.status import derive_ready, set_condition
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
 from skupper.router.link import LinkConnection
 
 log = logging.getLogger(__name__)
+
+# Site ids (and certificate serials) remembered with the identity first seen for them.
+MAX_PINNED = 4096
+
+
+class _Pins:
+    """A bounded map that forgets its oldest entries first."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Any, str] = OrderedDict()
+
+    def get(self, key: Any) -> str | None:
+        return self._entries.get(key)
+
+    def set(self, key: Any, value: str) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > MAX_PINNED:
+            self._entries.popitem(last=False)
 
 
 class LinkManager:
@@ -31,8 +59,12 @@ class LinkManager:
         self._site: dict[str, str] = {}
         self._dialers: dict[str, tuple[Dialer, asyncio.Task[None], tuple[Any, ...]]] = {}
         self._outgoing: dict[str, LinkReport] = {}
-        self._incoming: dict[LinkConnection, dict[str, Any]] = {}
+        # Per incoming link: its entry in the Site's incomingLinks (name, remote site's
+        # id and name, certificate serial, grant).
+        self._incoming: dict[LinkConnection, dict[str, str]] = {}
         self._incoming_serials: dict[LinkConnection, int] = {}
+        self._site_names = _Pins()  # site id -> the site name it came with
+        self._certificate_sites = _Pins()  # certificate serial -> the site id it spoke for
         self._revoked_serials: set[int] = set()
         self._revoked_grants: set[str] = set()
         # Service traffic (daemon.services.ServiceRouter), set by the daemon: told of every
@@ -118,6 +150,7 @@ class LinkManager:
             set_condition(link, "Configured", True, "Configured", "OK")
             if report.operational:
                 set_condition(link, "Operational", True, "Operational", "OK")
+                # The remote hello was checked (router.hello): a UUID and a DNS-1123 name.
                 status["remoteSiteId"] = report.remote.get("siteId", "")
                 status["remoteSiteName"] = report.remote.get("siteName", "")
             else:
@@ -126,10 +159,38 @@ class LinkManager:
                               pending=pending)
             derive_ready(link, LINK_REQUIRED)
 
+        if report.operational:
+            self._learned_from_outgoing(str(report.remote.get("siteId", "")),
+                                        str(report.remote.get("siteName", "")))
         self._writer.submit("Link", name, change)
         self._update_network()
 
     # -- incoming links -------------------------------------------------------------
+
+    def admit(self, claimed: dict[str, Any], cert: PeerCertificate) -> str | None:
+        """Why an incoming hello (already checked, its name = its CN) is refused, or None."""
+        site_id, name = str(claimed["siteId"]), str(claimed["siteName"])
+        if site_id == self._site.get("siteId"):
+            return "the link hello claims this site's own id"
+        known = self.site_name_of(site_id)
+        if known is not None and known != name:
+            return f"site id {site_id} belongs to site {printable(known, 63)}, not {name}"
+        if cert.serial is not None:
+            spoke_for = self._certificate_sites.get(cert.serial)
+            if spoke_for is not None and spoke_for != site_id:
+                return (f"certificate {cert.serial:x} already speaks for the site with id "
+                        f"{spoke_for}")
+        return None
+
+    def site_name_of(self, site_id: str) -> str | None:
+        """The name this site knows ``site_id`` by: from a link, else from an advert."""
+        pinned = self._site_names.get(site_id)
+        if pinned is not None:
+            return pinned
+        if self.services is not None:
+            advertised = self.services.site_name(site_id)
+            return str(advertised) if advertised is not None else None
+        return None
 
     def on_incoming(self, connection: LinkConnection, serial: int | None) -> None:
         if serial is None:
@@ -138,12 +199,33 @@ class LinkManager:
             if self.services is not None:
                 self.services.link_down(connection)
         else:
-            self._incoming[connection] = dict(connection.remote_hello)
+            hello = connection.remote_hello
+            site_id, name = str(hello["siteId"]), str(hello["siteName"])
+            self._site_names.set(site_id, name)
+            self._certificate_sites.set(serial, site_id)
+            self._incoming[connection] = {
+                "name": str(hello["link"]), "remoteSiteId": site_id, "remoteSiteName": name,
+                "certificate": format(serial, "x"),
+                "grant": grant_of_unit(connection.peer_unit) or "",
+            }
             self._incoming_serials[connection] = serial
             if self.services is not None:
                 connection.set_stream_handler(self.services.on_stream)
                 self.services.link_up(connection, outgoing=False)
         self._update_network()
+
+    def _learned_from_outgoing(self, site_id: str, name: str) -> None:
+        """An outgoing link's remote (its server certificate checked against the CA of
+        the token redeemed here) is who it says: incoming links that claimed its id
+        under another name are closed."""
+        if not site_id or self._site_names.get(site_id) == name:
+            return
+        self._site_names.set(site_id, name)
+        for connection, entry in list(self._incoming.items()):
+            if entry["remoteSiteId"] == site_id and entry["remoteSiteName"] != name:
+                log.warning("closing link %s from site %s: site id %s belongs to site %s",
+                            entry["name"], entry["remoteSiteName"], site_id, name)
+                connection.close(f"site id {site_id} belongs to site {name}")
 
     # -- revocation -------------------------------------------------------------------
 
@@ -165,9 +247,9 @@ class LinkManager:
         }
         for connection, serial in list(self._incoming_serials.items()):
             if self.is_revoked(serial, connection.peer_unit):
+                entry = self._incoming.get(connection, {})
                 log.info("closing link %s from site %s: its certificate %x is revoked",
-                         connection.remote_hello.get("link"),
-                         connection.remote_hello.get("siteName"), serial)
+                         entry.get("name"), entry.get("remoteSiteName"), serial)
                 connection.revoke()
 
     # -- the site's view of the network ---------------------------------------------
@@ -188,13 +270,13 @@ class LinkManager:
                           "operational": report.operational})
             if report.operational and remote_id:
                 remotes[remote_id] = str(report.remote.get("siteName", ""))
-        for hello in self._incoming.values():
-            remote_id = str(hello.get("siteId", ""))
-            links.append({"name": str(hello.get("link", "")), "remoteSiteId": remote_id,
-                          "remoteSiteName": str(hello.get("siteName", "")),
-                          "operational": True})
-            if remote_id:
-                remotes[remote_id] = str(hello.get("siteName", ""))
+        incoming = sorted(self._incoming.values(),
+                          key=lambda entry: (entry["name"], entry["certificate"]))
+        for entry in incoming:
+            remote_id = entry["remoteSiteId"]
+            links.append({"name": entry["name"], "remoteSiteId": remote_id,
+                          "remoteSiteName": entry["remoteSiteName"], "operational": True})
+            remotes[remote_id] = entry["remoteSiteName"]
         network = [{
             "id": self._site.get("siteId", ""), "name": site_name,
             "namespace": self._namespace, "platform": "systemd", "version": __version__,
@@ -207,12 +289,19 @@ class LinkManager:
             status = site.setdefault("status", {})
             status["network"] = network
             status["sitesInNetwork"] = len(network)
+            # Apart from the network's links, which do not say their direction: an
+            # incoming link's name is the dialer's choice, so it may equal an outgoing
+            # link's or another incoming one's; the certificate tells them apart.
+            status["incomingLinks"] = [dict(entry) for entry in incoming]
 
         self._writer.submit("Site", site_name, change)
 
 
 def _cost(link: Resource) -> int:
-    try:
-        return max(1, int(link.get("spec", {}).get("cost") or 1))
-    except (TypeError, ValueError):
+    """The Link's cost within 1..MAX_LINK_COST (the peer refuses anything else)."""
+    cost = link.get("spec", {}).get("cost") or 1
+    if isinstance(cost, str) and cost.isdigit() and len(cost) <= 7:
+        cost = int(cost)
+    if not isinstance(cost, int) or isinstance(cost, bool):
         return 1
+    return min(max(1, cost), MAX_LINK_COST)
