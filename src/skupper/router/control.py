@@ -15,6 +15,12 @@ lose their path to it stop routing to it (``router.routing``).
 
 Memory is bounded: per link, at most one pending advert per site (a newer one
 replaces an older one not yet sent), and lines are limited in size.
+
+Adverts come from other sites and are checked (``SiteAd.from_wire``): ids are UUIDs,
+names DNS-1123, numbers bounded. A neighbour's advert of itself must carry the name
+its link hello gave (for an incoming link: its certificate's CN), and a neighbour's
+advert is taken only from the neighbour itself, never relayed by another site. A
+control line that breaks a rule closes its link, logged in one escaped line.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from skupper.base.text import printable
+from skupper.resources.model import MAX_LINK_COST
 from skupper.router.link import LinkConnection
 from skupper.router.routing import AdError, RoutingTable, Service, SiteAd
 from skupper.router.stream import LinkStream, StreamReset
@@ -134,7 +142,7 @@ class ControlPlane:
     def link_up(self, conn: LinkConnection, *, outgoing: bool, cost: int = 1) -> None:
         """A link is operational. The accepting side opens its control stream now."""
         peer = self._peer(conn)
-        peer.up, peer.cost = True, max(1, int(cost))
+        peer.up, peer.cost = True, min(max(1, int(cost)), MAX_LINK_COST)
         if not outgoing and peer.stream is None:
             try:
                 stream = conn.open_stream()
@@ -226,22 +234,38 @@ class ControlPlane:
         op = message.get("op")
         if op == "link":
             cost = message.get("cost")
-            peer.remote_cost = cost if isinstance(cost, int) and 0 <= cost <= 1_000_000 else 1
+            if not isinstance(cost, int) or isinstance(cost, bool) \
+                    or not 0 <= cost <= MAX_LINK_COST:
+                raise AdError(f"a link cost must be a number in 0..{MAX_LINK_COST}")
+            peer.remote_cost = cost
             if not peer.ready:
                 peer.ready = True
                 self._advertise()
         elif op == "ad":
             ad = SiteAd.from_wire(message.get("ad"))
+            if ad.site_id == peer.site_id:
+                if ad.name != peer.conn.remote_hello.get("siteName"):
+                    raise AdError(f"the advert of site {ad.name} contradicts its link hello "
+                                  f"({peer.conn.remote_hello.get('siteName')})")
+            elif self._is_neighbour(ad.site_id):
+                return  # a neighbour speaks for itself: a relayed copy is not needed
             if self.table.update(ad):
                 self._flood(ad, source=peer)
                 self._on_change()
         # Unknown operations are ignored, so newer sites can add some.
 
+    def _is_neighbour(self, site_id: str) -> bool:
+        return any(p.site_id == site_id and p.stream is not None and not p.conn.is_closed
+                   for p in self._peers.values())
+
     def _broken(self, peer: _Peer, reason: str) -> None:
         """A link without its control stream cannot route: close it (it is redialed)."""
-        if self._peers.get(peer.conn) is not peer:
-            return
-        log.warning("%s; closing the link", reason)
+        if self._peers.get(peer.conn) is not peer or peer.conn.is_closed:
+            return  # already said (the other loop of the same stream fails after it)
+        reason = printable(reason, 300)
+        log.warning("%s; closing the link %s to site %s", reason,
+                    peer.conn.remote_hello.get("link", ""),
+                    peer.conn.remote_hello.get("siteName", ""))
         peer.conn.close(reason)
 
     async def stop(self) -> None:

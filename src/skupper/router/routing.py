@@ -22,7 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from skupper.resources.model import MAX_LINK_COST
+from skupper.base.text import is_printable
+from skupper.resources.model import MAX_LINK_COST, valid_name
+from skupper.router.hello import canonical_uuid
 
 # Bounds on what a peer can make us hold or compute (adverts come from other sites).
 MAX_SITES = 1024
@@ -30,6 +32,8 @@ MAX_LINKS_PER_SITE = 256
 MAX_SERVICES_PER_SITE = 4096
 MAX_NAME_LENGTH = 253
 MAX_COST = MAX_LINK_COST
+# Sequence numbers start from the clock in microseconds; 2**63 is far past any of them.
+MAX_SEQ = 2**63 - 1
 
 
 class AdError(ValueError):
@@ -67,10 +71,14 @@ class SiteAd:
         if not isinstance(doc, dict):
             raise AdError("an advert must be an object")
         site_id, name, ns, seq = doc.get("id"), doc.get("name"), doc.get("ns", ""), doc.get("seq")
-        if not all(_short_str(v) for v in (site_id, name, ns)) or not site_id:
-            raise AdError("an advert needs a site id and name")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise AdError("an advert needs a non-negative sequence number")
+        if not canonical_uuid(site_id):
+            raise AdError("an advert needs a site id (a canonical UUID)")
+        if not isinstance(name, str) or not valid_name(name):
+            raise AdError("an advert needs a site name (DNS-1123)")
+        if not isinstance(ns, str) or (ns and not valid_name(ns)):
+            raise AdError("an advert's namespace must be a DNS-1123 name")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
+            raise AdError(f"an advert needs a sequence number in 0..{MAX_SEQ}")
         links_doc, services_doc = doc.get("links", {}), doc.get("services", {})
         if not isinstance(links_doc, dict) or len(links_doc) > MAX_LINKS_PER_SITE:
             raise AdError("bad links")
@@ -78,9 +86,9 @@ class SiteAd:
             raise AdError("bad services")
         links: dict[str, int] = {}
         for peer, cost in links_doc.items():
-            if not _short_str(peer) or not isinstance(cost, int) or isinstance(cost, bool) \
+            if not canonical_uuid(peer) or not isinstance(cost, int) or isinstance(cost, bool) \
                     or not 0 < cost <= MAX_COST:
-                raise AdError("bad link")
+                raise AdError(f"bad link (a site id and a cost in 1..{MAX_COST})")
             links[peer] = cost
         services: dict[str, Service] = {}
         for key, entry in services_doc.items():
@@ -90,11 +98,13 @@ class SiteAd:
             if not _str_list(connectors) or not _str_list(listeners):
                 raise AdError("bad service names")
             services[key] = Service(tuple(connectors), tuple(listeners))
-        return cls(str(site_id), str(name), seq, str(ns), links, services)
+        return cls(str(site_id), name, seq, ns, links, services)
 
 
 def _short_str(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH
+    """A routing key or a listener's or connector's name: short and printable (upstream
+    allows more than DNS-1123 in routing keys, so only what is unsafe to show is out)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH and is_printable(value)
 
 
 def _str_list(value: Any) -> bool:
