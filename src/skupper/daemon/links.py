@@ -7,7 +7,8 @@ link another site made to this one, named by what its certificate proves.
 Incoming hellos are bound to their certificate by the listener (the site name must be
 the certificate's CN); this manager adds what only the whole site knows (``admit``): a
 hello may not claim this site's own id, nor a site id this site knows under another
-name (from a link or an advert), and one certificate speaks for one site id.
+name (from a link or an advert), and one certificate speaks for one site id. An
+outgoing link's remote is held to the same rule (``_check_remote``).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class LinkManager:
         self._costs[name] = _cost(link)
         dialer = Dialer(name, DialTarget(endpoint["host"], int(endpoint["port"]), tls),
                         self.local_hello(), self._report,
-                        on_stream=self._on_stream, on_connection=self._on_connection)
+                        on_stream=self._on_stream, on_connection=self._on_connection,
+                        check_remote=self._check_remote)
         task = asyncio.create_task(dialer.run(), name=f"dial-{name}")
         self._dialers[name] = (dialer, task, config)
         self._report(name, LinkReport(False, "Connecting"))
@@ -159,9 +161,6 @@ class LinkManager:
                               pending=pending)
             derive_ready(link, LINK_REQUIRED)
 
-        if report.operational:
-            self._learned_from_outgoing(str(report.remote.get("siteId", "")),
-                                        str(report.remote.get("siteName", "")))
         self._writer.submit("Link", name, change)
         self._update_network()
 
@@ -214,18 +213,22 @@ class LinkManager:
                 self.services.link_up(connection, outgoing=False)
         self._update_network()
 
-    def _learned_from_outgoing(self, site_id: str, name: str) -> None:
-        """An outgoing link's remote (its server certificate checked against the CA of
-        the token redeemed here) is who it says: incoming links that claimed its id
-        under another name are closed."""
-        if not site_id or self._site_names.get(site_id) == name:
-            return
+    def _check_remote(self, remote: dict[str, Any]) -> str | None:
+        """Why an outgoing link's remote (its checked hello) is refused here, or None.
+
+        The same rule as for incoming links: one site id, one name. The remote's server
+        certificate proves only that the token's issuer runs it, so it does not win
+        over what this site already knows.
+        """
+        site_id, name = str(remote["siteId"]), str(remote["siteName"])
+        if site_id == self._site.get("siteId"):
+            return "the remote site claims this site's own id"
+        known = self.site_name_of(site_id)
+        if known is not None and known != name:
+            return (f"the remote site claims site id {site_id}, which belongs to site "
+                    f"{printable(known, 63)}, not {name}")
         self._site_names.set(site_id, name)
-        for connection, entry in list(self._incoming.items()):
-            if entry["remoteSiteId"] == site_id and entry["remoteSiteName"] != name:
-                log.warning("closing link %s from site %s: site id %s belongs to site %s",
-                            entry["name"], entry["remoteSiteName"], site_id, name)
-                connection.close(f"site id {site_id} belongs to site {name}")
+        return None
 
     # -- revocation -------------------------------------------------------------------
 

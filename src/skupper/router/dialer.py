@@ -49,6 +49,7 @@ class Dialer:
         report: Callable[[str, LinkReport], None],
         on_stream: StreamHandler | None = None,
         on_connection: Callable[[str, LinkConnection | None], None] | None = None,
+        check_remote: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> None:
         self.name = name
         self.target = target
@@ -56,6 +57,8 @@ class Dialer:
         self._report = report
         self._on_stream = on_stream
         self._on_connection = on_connection
+        # Whether the remote's (checked) hello is acceptable here: None, or why not.
+        self._check_remote = check_remote
         self.connection: LinkConnection | None = None
 
     async def run(self) -> None:
@@ -102,6 +105,10 @@ class Dialer:
         except LinkClosed as exc:
             await connection.aclose(exc.reason)
             return LinkReport(False, exc.reason, final=_is_final(exc.reason))
+        refusal = self._check_remote(remote) if self._check_remote is not None else None
+        if refusal is not None:
+            await connection.aclose(refusal)
+            return LinkReport(False, refusal)
         self.connection = connection
         if self._on_connection:
             self._on_connection(self.name, connection)
