@@ -77,8 +77,10 @@ class LinkListener:
         self._server: asyncio.Server | None = None
         self._connections: set[LinkConnection] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
-        # Refusals and failed hellos are what a hostile client can repeat at will.
+        # Refusals and failed hellos are what a hostile client can repeat at will; a
+        # client with a valid certificate can also come and go at will (until revoked).
         self._refusals = LogLimiter(log)
+        self._comings_and_goings = LogLimiter(log, burst=50)
         self.port = 0
 
     @property
@@ -143,13 +145,13 @@ class LinkListener:
         connection.peer_certificate = cert
         described = (f"{self.role} link {remote['link']} from site {remote['siteName']} "
                      f"(certificate serial {cert.serial or 0:x})")
-        log.info("%s accepted", described)
+        self._comings_and_goings.info("%s accepted", described)
         self._connections.add(connection)
         if self._on_incoming:
             self._on_incoming(connection, cert.serial)
         try:
             reason = await connection.wait_closed()
-            log.info("%s closed: %s", described, printable(reason, 300))
+            self._comings_and_goings.info("%s closed: %s", described, printable(reason, 300))
         finally:
             self._connections.discard(connection)
             if self._on_incoming:
