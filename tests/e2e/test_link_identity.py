@@ -323,3 +323,34 @@ def test_sigterm_with_links_open_logs_no_traceback(network: Network) -> None:
         log = (skupper.namespace_dir(ns) / "logs" / "daemon.log").read_text()
         assert "Traceback" not in log, log
         assert "ERROR" not in log, log
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def test_link_status_escapes_what_other_sites_wrote(skupper: Skupper) -> None:
+    """Whatever a remote site got into a Link's status (an older daemon, a hand edit),
+    ``link status`` shows it escaped, never as terminal control sequences."""
+    from skupper.resources.model import new_resource
+    from skupper.store.sqlite import SqliteStore
+
+    skupper.run("site", "create", "east", "-n", "east")
+    skupper.run("system", "stop", "-n", "east")
+    hostile = "\x1b[2J\x1b[31mwest\r\nforged-row   incoming   Ready\u202e"
+
+    async def write(store: SqliteStore) -> None:
+        link = new_resource("Link", "to-west", {"endpoints": [], "cost": 1})
+        await store.create(link)
+
+        def change(resource: dict[str, Any]) -> None:
+            resource.setdefault("status", {}).update(remoteSiteName=hostile, message=hostile)
+
+        await store.mutate_status("Link", "to-west", change)
+
+    with SqliteStore(skupper.namespace_dir("east") / "store.db") as store:
+        asyncio.run(write(store))
+    out = link_status(skupper, "east")
+    assert len(out.strip().splitlines()) == 2, out
+    for char in UNSAFE:
+        assert char not in out, repr(out)
+    assert "\\x1b[31mwest\\x0d\\x0aforged-row" in out, out
