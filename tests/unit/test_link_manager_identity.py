@@ -94,3 +94,36 @@ def test_nobody_speaks_for_this_site_or_for_two_ids() -> None:
     assert "already speaks for the site with id " + EAST_ID in str(
         links.admit(hello(OTHER_ID, "east", "l"), PeerCertificate(7, "east", None)))
     assert links.admit(hello(EAST_ID, "east", "l"), PeerCertificate(7, "east", None)) is None
+
+
+def test_a_flood_of_network_changes_writes_the_site_status_a_few_times() -> None:
+    """Adverts and links from other sites change the network; a peer flooding them gets
+    the Site status written at most every NETWORK_WRITE_INTERVAL_SECONDS, the last
+    state included."""
+    import asyncio
+
+    from skupper.daemon.links import NETWORK_WRITE_INTERVAL_SECONDS
+
+    async def main() -> tuple[int, Writer]:
+        links, writer = manager()
+        writes = 0
+        submit = writer.submit
+
+        def counting(kind: str, name: str, change: Any) -> None:
+            nonlocal writes
+            writes += 1
+            submit(kind, name, change)
+
+        writer.submit = counting  # type: ignore[method-assign]
+        for i in range(2000):
+            if i == 1999:
+                links.on_incoming(Connection(hello(EAST_ID, "east", "last")), 9)  # type: ignore[arg-type]
+            else:
+                links.refresh_network()
+        await asyncio.sleep(NETWORK_WRITE_INTERVAL_SECONDS * 4)
+        return writes, writer
+
+    writes, writer = asyncio.run(main())
+    assert 1 <= writes <= 3, writes
+    status = writer.resources[("Site", "west")]["status"]
+    assert [e["name"] for e in status["incomingLinks"]] == ["last"]

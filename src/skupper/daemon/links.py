@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # Site ids (and certificate serials) remembered with the identity first seen for them.
 MAX_PINNED = 4096
+# The Site's network is rewritten at most this often: links and adverts from other
+# sites change it, and a peer that floods them must not make this site write its
+# status (up to a few hundred KiB) as fast as the disk allows.
+NETWORK_WRITE_INTERVAL_SECONDS = 0.25
 
 
 class _Pins:
@@ -73,6 +77,8 @@ class LinkManager:
         self.services: Any = None
         self._costs: dict[str, int] = {}
         self._outgoing_connections: dict[str, LinkConnection] = {}
+        self._network_due: asyncio.TimerHandle | None = None
+        self._network_written_at = float("-inf")
 
     # -- who we are ---------------------------------------------------------------------
 
@@ -141,6 +147,9 @@ class LinkManager:
     async def stop(self) -> None:
         for name in list(self._dialers):
             await self.remove_link(name)
+        if self._network_due is not None:
+            self._network_due.cancel()
+            self._write_network()
 
     def _report(self, name: str, report: LinkReport) -> None:
         if name not in self._dialers and report.operational:
@@ -261,6 +270,24 @@ class LinkManager:
         self._update_network()
 
     def _update_network(self) -> None:
+        """Write the Site's network now, or once the write interval has passed."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a unit test): nothing to pace
+            self._write_network()
+            return
+        if self._network_due is not None:
+            return  # a write is due already; it will see this change
+        wait = self._network_written_at + NETWORK_WRITE_INTERVAL_SECONDS - loop.time()
+        if wait > 0:
+            self._network_due = loop.call_later(wait, self._write_network)
+        else:
+            self._write_network()
+
+    def _write_network(self) -> None:
+        self._network_due = None
+        with contextlib.suppress(RuntimeError):
+            self._network_written_at = asyncio.get_running_loop().time()
         site_name = self._site.get("siteName")
         if not site_name:
             return
