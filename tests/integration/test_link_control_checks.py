@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -204,7 +205,8 @@ def test_adverts_within_bounds_are_taken(pki: Pki) -> None:
     async def main() -> SiteAd | None:
         async with west_site(pki) as west:
             east = await west.link(EAST)
-            await east.send(LINK_LINE + ad_line(EAST, 2**63 - 1, ns="ns-east",
+            now = time.time_ns() // 1000  # sites start their seq from their clock
+            await east.send(LINK_LINE + ad_line(EAST, now + 10**9, ns="ns-east",
                                                 links={WEST["siteId"]: 1_000_000}))
             for _ in range(100):
                 if (held := west.plane.table.ad(EAST["siteId"])) is not None:
@@ -215,3 +217,75 @@ def test_adverts_within_bounds_are_taken(pki: Pki) -> None:
 
     held = _run(main)
     assert held is not None and held.links == {WEST["siteId"]: 1_000_000}
+
+
+async def _until(probe: Any) -> Any:
+    for _ in range(200):
+        if (value := probe()) is not None:
+            return value
+        await asyncio.sleep(0.02)
+    return None
+
+
+def test_a_relayed_advert_of_a_neighbour_is_taken_once_the_neighbour_is_gone(pki: Pki) -> None:
+    """north's copy of east's advert is newer (east's own says its link to west is gone)."""
+    async def main() -> None:
+        async with west_site(pki) as west:
+            east = await west.link(EAST)
+            north = await west.link(NORTH)
+            await east.send(LINK_LINE + ad_line(EAST, 5))
+            await north.send(LINK_LINE)
+            assert await _until(lambda: west.plane.table.ad(EAST["siteId"]))
+            await north.send(ad_line(EAST, 6, links={NORTH["siteId"]: 1}) + ad_line(NORTH, 1))
+            await _until(lambda: west.plane.table.ad(NORTH["siteId"]))
+            assert west.plane.table.ad(EAST["siteId"]).seq == 5  # type: ignore[union-attr]
+            await east.client.aclose("east leaves")
+            held = await _until(lambda: ad if (ad := west.plane.table.ad(EAST["siteId"]))
+                                and ad.seq == 6 else None)
+            assert held is not None and held.links == {NORTH["siteId"]: 1}
+            await north.client.aclose("test over")
+
+    _run(main)
+
+
+def test_a_site_speaking_for_itself_overrides_what_others_relayed(pki: Pki) -> None:
+    """north relays a forged advert of east (a plausible, high seq) before east links;
+    east's own advert replaces it, whatever its seq."""
+    async def main() -> None:
+        async with west_site(pki) as west:
+            north = await west.link(NORTH)
+            await north.send(LINK_LINE + ad_line(NORTH, 1, links={WEST["siteId"]: 1,
+                                                                  EAST["siteId"]: 1}))
+            forged = ad_line(EAST, 10**15, links={NORTH["siteId"]: 1},
+                             services={"db": {"c": ["evil"]}})
+            await north.send(forged)
+            assert await _until(lambda: west.plane.table.ad(EAST["siteId"]))
+            east = await west.link(EAST)
+            await east.send(LINK_LINE + ad_line(EAST, 7, services={"db": {"c": ["db"]}}))
+            held = await _until(lambda: ad if (ad := west.plane.table.ad(EAST["siteId"]))
+                                and ad.seq == 7 else None)
+            assert held is not None and held.services["db"].connectors == ("db",)
+            # While east is linked, north's relays of east wait aside.
+            await north.send(forged.replace(b"1000000000000000", b"1000000000000001"))
+            await north.send(ad_line(NORTH, 2))
+            await _until(lambda: ad if (ad := west.plane.table.ad(NORTH["siteId"]))
+                         and ad.seq == 2 else None)
+            assert west.plane.table.ad(EAST["siteId"]).seq == 7  # type: ignore[union-attr]
+            await east.client.aclose("test over")
+            await north.client.aclose("test over")
+
+    _run(main)
+
+
+def test_an_advert_far_ahead_of_the_clock_is_dropped(pki: Pki) -> None:
+    """A seq of 2**63 - 1 would freeze that site's advert everywhere for good."""
+    async def main() -> None:
+        async with west_site(pki) as west:
+            north = await west.link(NORTH)
+            await north.send(LINK_LINE + ad_line(EAST, 2**63 - 1) + ad_line(NORTH, 1))
+            assert await _until(lambda: west.plane.table.ad(NORTH["siteId"]))
+            assert west.plane.table.ad(EAST["siteId"]) is None
+            assert not north.west_side.is_closed
+            await north.client.aclose("test over")
+
+    _run(main)

@@ -143,15 +143,17 @@ class RoutingTable:
     def ad(self, site_id: str) -> SiteAd | None:
         return self._ads.get(site_id)
 
-    def update(self, ad: SiteAd) -> bool:
+    def update(self, ad: SiteAd, *, replace: bool = False) -> bool:
         """Store ``ad`` if it is newer than what we hold; True if the table changed.
 
-        Our own advert is only ever set locally (``set_local``), never from a peer.
+        ``replace``: store it unless it is what we hold, newer or not (a site speaking
+        for itself overrides what others relayed). Our own advert is only ever set
+        locally (``set_local``), never from a peer.
         """
         if ad.site_id == self.local_id:
             return False
         held = self._ads.get(ad.site_id)
-        if held is not None and held.seq >= ad.seq:
+        if held is not None and (held == ad if replace else held.seq >= ad.seq):
             return False
         if held is None and len(self._ads) >= MAX_SITES:
             unreachable = [s for s in self._ads if s not in self._routes]
