@@ -372,6 +372,8 @@ def test_a_reset_arrives_as_a_reset(net: Net) -> None:
         with pytest.raises(ConnectionResetError):
             while sock.recv(65536):
                 pass
+    # The server's thread records its reset after sending it: the client may be first.
+    wait_for("the server's reset recorded", lambda: outcomes, 5)
     assert outcomes == ["server reset"]
 
 

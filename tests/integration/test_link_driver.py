@@ -427,7 +427,8 @@ async def bare_pair(pki: Pki) -> AsyncIterator[tuple[LinkConnection, LinkConnect
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=pki.client_tls(),
                                                    server_hostname="127.0.0.1")
-    client = LinkConnection(reader, writer, is_client=True, local_hello=dict(EAST))
+    client = LinkConnection(reader, writer, is_client=True,
+                            local_hello={**EAST, "link": LINK_NAME})
     try:
         async with asyncio.timeout(5):
             await client.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 _DIR_MODE = 0o700
@@ -88,19 +89,47 @@ def _verified_peer_cert(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dic
     return dict(cert or {})
 
 
+@dataclass(frozen=True)
+class PeerCertificate:
+    """Who a verified peer certificate says its holder is.
+
+    For a link certificate: the CN is the redeeming site's name (the ``subject`` it
+    gave at redemption) and the OU names the grant it was issued from.
+    """
+
+    serial: int | None = None
+    common_name: str | None = None
+    unit: str | None = None
+
+
+def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> PeerCertificate:
+    """The verified peer certificate's serial, CN and OU, from one ``getpeercert()``.
+
+    All None without a verified certificate. A certificate with several CNs or OUs
+    gives None for that field: the identity must be unambiguous to be used.
+    """
+    cert = _verified_peer_cert(ssl_object)
+    serial = cert.get("serialNumber")
+    found: dict[str, list[str]] = {"commonName": [], "organizationalUnitName": []}
+    for rdn in cert.get("subject", ()):
+        for attribute in rdn:
+            if attribute[0] in found:
+                found[attribute[0]].append(str(attribute[1]))
+    names, units = found["commonName"], found["organizationalUnitName"]
+    return PeerCertificate(
+        serial=int(serial, 16) if isinstance(serial, str) else None,
+        common_name=names[0] if len(names) == 1 else None,
+        unit=units[0] if len(units) == 1 else None,
+    )
+
+
 def peer_identity(
     ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
 ) -> tuple[int | None, str | None]:
     """The verified peer certificate's serial and OU (link certificates name their grant
     there), read from one ``getpeercert()``."""
-    cert = _verified_peer_cert(ssl_object)
-    serial = cert.get("serialNumber")
-    unit: str | None = None
-    for rdn in cert.get("subject", ()):
-        for attribute in rdn:
-            if attribute[0] == "organizationalUnitName":
-                unit = str(attribute[1])
-    return (int(serial, 16) if isinstance(serial, str) else None), unit
+    cert = peer_certificate(ssl_object)
+    return cert.serial, cert.unit
 
 
 def peer_certificate_serial(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> int | None:

@@ -1,4 +1,8 @@
-"""``skupper link``: status and delete of the links of the current site."""
+"""``skupper link``: status and delete of the links of the current site.
+
+Link names, remote site names and messages come from other sites (through the hello
+and the Site status): every cell is escaped before it reaches the terminal.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ def status(name: str | None, output: str | None, target: Target) -> None:
 
 
 async def _status(target: Target, name: str | None, output: str | None) -> None:
+    from skupper.base.text import printable
     from skupper.cli.output import resources, table
     from skupper.cli.session import open_session
 
@@ -35,7 +40,7 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
         incoming = []  # a stopped site holds no links, whatever its last status said
     if name:
         links = [lk for lk in links if lk["metadata"]["name"] == name]
-        incoming = [lk for lk in incoming if lk["name"] == name]
+        incoming = [lk for lk in incoming if lk.get("name") == name]
         if not links and not incoming:
             raise SkupperError(f'No link "{name}"', f'not in namespace "{target.namespace}"',
                                'List links with "skupper link status".')
@@ -53,17 +58,29 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
                      st.get("remoteSiteName") or "-", lk["spec"].get("cost", 1),
                      st.get("message", "") if running else "the site daemon is not running"])
     for lk in incoming:
-        rows.append([lk["name"], "incoming", "Ready" if lk.get("operational") else "Error",
-                     lk.get("remoteSiteName") or "-", "-",
-                     f"incoming link from site {lk.get('remoteSiteName')}"])
-    table(["NAME", "DIRECTION", "STATUS", "REMOTE SITE", "COST", "MESSAGE"], rows)
+        remote = lk.get("remoteSiteName") or "-"
+        message = f"incoming link from site {remote}"
+        if lk.get("certificate"):
+            message += f" (certificate {lk['certificate']})"
+        rows.append([lk.get("name") or "-", "incoming",
+                     "Ready" if lk.get("operational", True) else "Error", remote, "-", message])
+    table(["NAME", "DIRECTION", "STATUS", "REMOTE SITE", "COST", "MESSAGE"],
+          [[printable(cell, 300) for cell in row] for row in rows])
 
 
 def _incoming_links(site: dict[str, Any] | None, outgoing: set[str]) -> list[dict[str, Any]]:
-    """Links other sites made to this one, as the daemon reports them in the site status."""
+    """Links other sites made to this one, as the daemon reports them in the site status.
+
+    ``incomingLinks`` names each by its certificate, whatever name its dialer chose; a
+    status written before it existed has only the network's links, told apart from
+    outgoing ones by name.
+    """
     if site is None:
         return []
-    network = (site.get("status") or {}).get("network") or []
+    status = site.get("status") or {}
+    if isinstance(status.get("incomingLinks"), list):
+        return [lk for lk in status["incomingLinks"] if isinstance(lk, dict)]
+    network = status.get("network") or []
     own_id = site["metadata"].get("uid")
     for entry in network:
         if entry.get("id") == own_id:

@@ -98,7 +98,8 @@ class DaemonLinkAccess:
         )
         for role in ROUTER_ROLES:
             listener = LinkListener(role, self._links.local_hello, self._links.on_incoming,
-                                    is_revoked=self._links.is_revoked)
+                                    is_revoked=self._links.is_revoked,
+                                    admit=self._links.admit)
             await listener.start(sockets[role], link_tls)
             self._listeners.append(listener)
 

@@ -1,7 +1,14 @@
 """The daemon's link manager: one dialer per Link, incoming links, and their status.
 
 It owns the Operational condition of Links and the ``network`` part of the Site's
-status (which sites this one is linked with, and how).
+status (which sites this one is linked with, and how), and ``incomingLinks``: each
+link another site made to this one, named by what its certificate proves.
+
+Incoming hellos are bound to their certificate by the listener (the site name must be
+the certificate's CN); this manager adds what only the whole site knows (``admit``): a
+hello may not claim this site's own id, nor a site id this site knows under another
+name (from a link or an advert), and one certificate speaks for one site id. An
+outgoing link's remote is held to the same rule (``_check_remote``).
 """
 
 from __future__ import annotations
@@ -9,21 +16,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from skupper import __version__
-from skupper.certs.tls import client_context
+from skupper.base.text import printable
+from skupper.certs.tls import PeerCertificate, client_context
 from skupper.controller.link import LINK_REQUIRED, dial_endpoint
 from skupper.daemon.metrics import LinkFigures
 from skupper.daemon.status_writer import StatusWriter
 from skupper.grants.redemption import grant_of_unit
 from skupper.resources import Resource
+from skupper.resources.model import MAX_LINK_COST
 from skupper.resources.status import derive_ready, set_condition
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
 from skupper.router.link import LinkConnection
 
 log = logging.getLogger(__name__)
+
+# Site ids (and certificate serials) remembered with the identity first seen for them.
+MAX_PINNED = 4096
+# The Site's network is rewritten at most this often: links and adverts from other
+# sites change it, and a peer that floods them must not make this site write its
+# status (up to a few hundred KiB) as fast as the disk allows.
+NETWORK_WRITE_INTERVAL_SECONDS = 0.25
+
+
+class _Pins:
+    """A bounded map that forgets its oldest entries first."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Any, str] = OrderedDict()
+
+    def get(self, key: Any) -> str | None:
+        return self._entries.get(key)
+
+    def set(self, key: Any, value: str) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > MAX_PINNED:
+            self._entries.popitem(last=False)
 
 
 class LinkManager:
@@ -34,8 +66,12 @@ class LinkManager:
         self._site: dict[str, str] = {}
         self._dialers: dict[str, tuple[Dialer, asyncio.Task[None], tuple[Any, ...]]] = {}
         self._outgoing: dict[str, LinkReport] = {}
-        self._incoming: dict[LinkConnection, dict[str, Any]] = {}
+        # Per incoming link: its entry in the Site's incomingLinks (name, remote site's
+        # id and name, certificate serial, grant).
+        self._incoming: dict[LinkConnection, dict[str, str]] = {}
         self._incoming_serials: dict[LinkConnection, int] = {}
+        self._site_names = _Pins()  # site id -> the site name it came with
+        self._certificate_sites = _Pins()  # certificate serial -> the site id it spoke for
         self._revoked_serials: set[int] = set()
         self._revoked_grants: set[str] = set()
         # Service traffic (daemon.services.ServiceRouter), set by the daemon: told of every
@@ -48,6 +84,8 @@ class LinkManager:
         self.network: list[dict[str, Any]] = []
         self.network_links: list[dict[str, Any]] = []
         self.reconnects: Counter[str] = Counter()
+        self._network_due: asyncio.TimerHandle | None = None
+        self._network_written_at = float("-inf")
 
     # -- who we are ---------------------------------------------------------------------
 
@@ -83,7 +121,8 @@ class LinkManager:
         self._costs[name] = _cost(link)
         dialer = Dialer(name, DialTarget(endpoint["host"], int(endpoint["port"]), tls),
                         self.local_hello(), self._report,
-                        on_stream=self._on_stream, on_connection=self._on_connection)
+                        on_stream=self._on_stream, on_connection=self._on_connection,
+                        check_remote=self._check_remote)
         task = asyncio.create_task(dialer.run(), name=f"dial-{name}")
         self._dialers[name] = (dialer, task, config)
         self._report(name, LinkReport(False, "Connecting"))
@@ -117,6 +156,9 @@ class LinkManager:
     async def stop(self) -> None:
         for name in list(self._dialers):
             await self.remove_link(name)
+        if self._network_due is not None:
+            self._network_due.cancel()
+            self._write_network()
 
     def _report(self, name: str, report: LinkReport) -> None:
         if name not in self._dialers and report.operational:
@@ -131,6 +173,7 @@ class LinkManager:
             set_condition(link, "Configured", True, "Configured", "OK")
             if report.operational:
                 set_condition(link, "Operational", True, "Operational", "OK")
+                # The remote hello was checked (router.hello): a UUID and a DNS-1123 name.
                 status["remoteSiteId"] = report.remote.get("siteId", "")
                 status["remoteSiteName"] = report.remote.get("siteName", "")
             else:
@@ -144,6 +187,31 @@ class LinkManager:
 
     # -- incoming links -------------------------------------------------------------
 
+    def admit(self, claimed: dict[str, Any], cert: PeerCertificate) -> str | None:
+        """Why an incoming hello (already checked, its name = its CN) is refused, or None."""
+        site_id, name = str(claimed["siteId"]), str(claimed["siteName"])
+        if site_id == self._site.get("siteId"):
+            return "the link hello claims this site's own id"
+        known = self.site_name_of(site_id)
+        if known is not None and known != name:
+            return f"site id {site_id} belongs to site {printable(known, 63)}, not {name}"
+        if cert.serial is not None:
+            spoke_for = self._certificate_sites.get(cert.serial)
+            if spoke_for is not None and spoke_for != site_id:
+                return (f"certificate {cert.serial:x} already speaks for the site with id "
+                        f"{spoke_for}")
+        return None
+
+    def site_name_of(self, site_id: str) -> str | None:
+        """The name this site knows ``site_id`` by: from a link, else from an advert."""
+        pinned = self._site_names.get(site_id)
+        if pinned is not None:
+            return pinned
+        if self.services is not None:
+            advertised = self.services.site_name(site_id)
+            return str(advertised) if advertised is not None else None
+        return None
+
     def on_incoming(self, connection: LinkConnection, serial: int | None) -> None:
         if serial is None:
             self._incoming.pop(connection, None)
@@ -151,13 +219,38 @@ class LinkManager:
             if self.services is not None:
                 self.services.link_down(connection)
         else:
-            self._incoming[connection] = dict(connection.remote_hello)
+            hello = connection.remote_hello
+            site_id, name = str(hello["siteId"]), str(hello["siteName"])
+            self._site_names.set(site_id, name)
+            self._certificate_sites.set(serial, site_id)
+            self._incoming[connection] = {
+                "name": str(hello["link"]), "remoteSiteId": site_id, "remoteSiteName": name,
+                "certificate": format(serial, "x"),
+                "grant": grant_of_unit(connection.peer_unit) or "",
+            }
             self._incoming_serials[connection] = serial
             if self.services is not None:
                 connection.set_stream_handler(self.services.on_stream)
                 self.services.link_up(connection, outgoing=False,
                                       name=str(connection.remote_hello.get("link", "")))
         self._update_network()
+
+    def _check_remote(self, remote: dict[str, Any]) -> str | None:
+        """Why an outgoing link's remote (its checked hello) is refused here, or None.
+
+        The same rule as for incoming links: one site id, one name. The remote's server
+        certificate proves only that the token's issuer runs it, so it does not win
+        over what this site already knows.
+        """
+        site_id, name = str(remote["siteId"]), str(remote["siteName"])
+        if site_id == self._site.get("siteId"):
+            return "the remote site claims this site's own id"
+        known = self.site_name_of(site_id)
+        if known is not None and known != name:
+            return (f"the remote site claims site id {site_id}, which belongs to site "
+                    f"{printable(known, 63)}, not {name}")
+        self._site_names.set(site_id, name)
+        return None
 
     # -- revocation -------------------------------------------------------------------
 
@@ -179,9 +272,9 @@ class LinkManager:
         }
         for connection, serial in list(self._incoming_serials.items()):
             if self.is_revoked(serial, connection.peer_unit):
+                entry = self._incoming.get(connection, {})
                 log.info("closing link %s from site %s: its certificate %x is revoked",
-                         connection.remote_hello.get("link"),
-                         connection.remote_hello.get("siteName"), serial)
+                         entry.get("name"), entry.get("remoteSiteName"), serial)
                 connection.revoke()
 
     # -- the site's view of the network ---------------------------------------------
@@ -196,12 +289,30 @@ class LinkManager:
             conn = self._outgoing_connections.get(name)
             figures.append(_figures(name, "outgoing", str(report.remote.get("siteName", "")),
                                     report.operational, conn))
-        for conn, hello in self._incoming.items():
-            figures.append(_figures(str(hello.get("link", "")), "incoming",
-                                    str(hello.get("siteName", "")), True, conn))
+        for conn, entry in self._incoming.items():
+            figures.append(_figures(entry["name"], "incoming", entry["remoteSiteName"], True,
+                                    conn))
         return figures
 
     def _update_network(self) -> None:
+        """Write the Site's network now, or once the write interval has passed."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a unit test): nothing to pace
+            self._write_network()
+            return
+        if self._network_due is not None:
+            return  # a write is due already; it will see this change
+        wait = self._network_written_at + NETWORK_WRITE_INTERVAL_SECONDS - loop.time()
+        if wait > 0:
+            self._network_due = loop.call_later(wait, self._write_network)
+        else:
+            self._write_network()
+
+    def _write_network(self) -> None:
+        self._network_due = None
+        with contextlib.suppress(RuntimeError):
+            self._network_written_at = asyncio.get_running_loop().time()
         site_name = self._site.get("siteName")
         if not site_name:
             return
@@ -214,13 +325,13 @@ class LinkManager:
                           "operational": report.operational})
             if report.operational and remote_id:
                 remotes[remote_id] = str(report.remote.get("siteName", ""))
-        for hello in self._incoming.values():
-            remote_id = str(hello.get("siteId", ""))
-            links.append({"name": str(hello.get("link", "")), "remoteSiteId": remote_id,
-                          "remoteSiteName": str(hello.get("siteName", "")),
-                          "operational": True})
-            if remote_id:
-                remotes[remote_id] = str(hello.get("siteName", ""))
+        incoming = sorted(self._incoming.values(),
+                          key=lambda entry: (entry["name"], entry["certificate"]))
+        for entry in incoming:
+            remote_id = entry["remoteSiteId"]
+            links.append({"name": entry["name"], "remoteSiteId": remote_id,
+                          "remoteSiteName": entry["remoteSiteName"], "operational": True})
+            remotes[remote_id] = entry["remoteSiteName"]
         network = [{
             "id": self._site.get("siteId", ""), "name": site_name,
             "namespace": self._namespace, "platform": self._platform, "version": __version__,
@@ -237,6 +348,10 @@ class LinkManager:
             status["network"] = network
             status["networkLinks"] = network_links
             status["sitesInNetwork"] = len(network)
+            # Apart from the network's links, which do not say their direction: an
+            # incoming link's name is the dialer's choice, so it may equal an outgoing
+            # link's or another incoming one's; the certificate tells them apart.
+            status["incomingLinks"] = [dict(entry) for entry in incoming]
 
         self._writer.submit("Site", site_name, change)
 
@@ -250,7 +365,10 @@ def _figures(name: str, direction: str, remote: str, up: bool,
 
 
 def _cost(link: Resource) -> int:
-    try:
-        return max(1, int(link.get("spec", {}).get("cost") or 1))
-    except (TypeError, ValueError):
+    """The Link's cost within 1..MAX_LINK_COST (the peer refuses anything else)."""
+    cost = link.get("spec", {}).get("cost") or 1
+    if isinstance(cost, str) and cost.isdigit() and len(cost) <= 7:
+        cost = int(cost)
+    if not isinstance(cost, int) or isinstance(cost, bool):
         return 1
+    return min(max(1, cost), MAX_LINK_COST)

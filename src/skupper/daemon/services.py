@@ -45,6 +45,11 @@ class ServiceRouter:
     def link_down(self, conn: LinkConnection) -> None:
         self.control.link_down(conn)
 
+    def site_name(self, site_id: str) -> str | None:
+        """The name the network's adverts give ``site_id``, if any advert names it."""
+        ad = self.control.table.ad(site_id)
+        return ad.name if ad is not None else None
+
     async def on_stream(self, stream: LinkStream) -> None:
         await self.bridge.on_stream(stream)
 

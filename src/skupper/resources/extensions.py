@@ -47,6 +47,18 @@ STATUS_EXTENSIONS: dict[str, dict[str, Any]] = {
                 "properties": {key: _STRING for key in ("uid", "name", "time")},
             },
         },
+        # Links other sites made to this one, by the identity their certificates prove.
+        "incomingLinks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    key: _STRING
+                    for key in ("name", "remoteSiteId", "remoteSiteName", "certificate",
+                                "grant")
+                },
+            },
+        },
         "revokedCertificates": {
             "type": "array",
             "items": {

@@ -526,7 +526,10 @@ class ServiceBridge:
 
     async def _forward(self, stream: LinkStream, header: dict[str, Any]) -> None:
         key, dst, hops = header.get("key"), header.get("dst"), header.get("hops")
-        if not isinstance(key, str) or not isinstance(dst, str) or not isinstance(hops, int):
+        # The header comes from the previous hop: a hop count past MAX_HOPS (or not a
+        # number) would let a connection loop longer than the limit allows.
+        if not isinstance(key, str) or not isinstance(dst, str) or not isinstance(hops, int) \
+                or isinstance(hops, bool) or not 0 < hops <= MAX_HOPS:
             stream.reset()
             return
         incoming = StreamSide(stream)

@@ -15,6 +15,12 @@ lose their path to it stop routing to it (``router.routing``).
 
 Memory is bounded: per link, at most one pending advert per site (a newer one
 replaces an older one not yet sent), and lines are limited in size.
+
+Adverts come from other sites and are checked (``SiteAd.from_wire``): ids are UUIDs,
+names DNS-1123, numbers bounded. A neighbour's advert of itself must carry the name
+its link hello gave (for an incoming link: its certificate's CN), and a neighbour's
+advert is taken only from the neighbour itself, never relayed by another site. A
+control line that breaks a rule closes its link, logged in one escaped line.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from skupper.base.text import printable
+from skupper.resources.model import MAX_LINK_COST
 from skupper.router.link import LinkConnection
+from skupper.router.log_limit import LogLimiter
 from skupper.router.routing import AdError, RoutingTable, Service, SiteAd
 from skupper.router.stream import LinkStream, StreamReset
 
@@ -39,6 +48,10 @@ HEADER_CONTROL = "ctl"
 MAX_HEADER_BYTES = 4096
 # One advert line: a site with many services is a few tens of KiB.
 MAX_CONTROL_LINE = 512 * 1024
+# Sequence numbers start from a site's clock (in microseconds) and grow by one per
+# change: one far ahead of this site's clock is forged (or from a very wrong clock),
+# and taking it would freeze that site's advert everywhere until then.
+MAX_SEQ_AHEAD_MICROSECONDS = 24 * 3600 * 1_000_000
 
 
 def encode_line(doc: Mapping[str, Any]) -> bytes:
@@ -91,6 +104,13 @@ class ControlPlane:
         # Newer wins everywhere; starting from the clock makes a restarted site's adverts
         # newer than those its previous run left in the network.
         self._seq = time.time_ns() // 1000
+        # The newest relayed advert of each neighbour, not used while the neighbour
+        # speaks for itself; taken if its last link goes (the relayed copy may be newer
+        # than the last one it sent, e.g. the one saying that link is gone).
+        self._relayed: dict[str, SiteAd] = {}
+        # Sites whose advert held here is the one they sent themselves.
+        self._from_itself: set[str] = set()
+        self._dropped = LogLimiter(log)
 
     # -- the local site ----------------------------------------------------------------
 
@@ -142,7 +162,7 @@ class ControlPlane:
                 name: str = "") -> None:
         """A link is operational. The accepting side opens its control stream now."""
         peer = self._peer(conn)
-        peer.up, peer.cost = True, max(1, int(cost))
+        peer.up, peer.cost = True, min(max(1, int(cost)), MAX_LINK_COST)
         peer.outgoing, peer.name = outgoing, name
         if not outgoing and peer.stream is None:
             try:
@@ -159,6 +179,12 @@ class ControlPlane:
             return
         for task in peer.tasks:
             task.cancel()
+        relayed = self._relayed.pop(peer.site_id, None)
+        if relayed is not None and not self._is_neighbour(peer.site_id) \
+                and self.table.update(relayed):
+            self._from_itself.discard(peer.site_id)
+            self._flood(relayed, source=None)
+            self._on_change()
         if peer.ready:
             self._advertise()
 
@@ -235,22 +261,60 @@ class ControlPlane:
         op = message.get("op")
         if op == "link":
             cost = message.get("cost")
-            peer.remote_cost = cost if isinstance(cost, int) and 0 <= cost <= 1_000_000 else 1
+            if not isinstance(cost, int) or isinstance(cost, bool) \
+                    or not 0 <= cost <= MAX_LINK_COST:
+                raise AdError(f"a link cost must be a number in 0..{MAX_LINK_COST}")
+            peer.remote_cost = cost
             if not peer.ready:
                 peer.ready = True
                 self._advertise()
         elif op == "ad":
             ad = SiteAd.from_wire(message.get("ad"))
-            if self.table.update(ad):
+            if ad.seq > time.time_ns() // 1000 + MAX_SEQ_AHEAD_MICROSECONDS:
+                self._dropped.info("advert of site %s (%s) dropped: its sequence number is "
+                                   "more than a day ahead of this site's clock", ad.name,
+                                   ad.site_id)
+                return
+            if ad.site_id == peer.site_id:
+                if ad.name != peer.conn.remote_hello.get("siteName"):
+                    raise AdError(f"the advert of site {ad.name} contradicts its link hello "
+                                  f"({peer.conn.remote_hello.get('siteName')})")
+                # What others relayed gives way to what the site says itself.
+                changed = self.table.update(ad, replace=ad.site_id not in self._from_itself)
+                if self.table.ad(ad.site_id) == ad:
+                    self._remember_from_itself(ad.site_id)
+            elif self._is_neighbour(ad.site_id):
+                # A neighbour speaks for itself: a relayed copy waits (see link_down).
+                held = self._relayed.get(ad.site_id)
+                if held is None or held.seq < ad.seq:
+                    self._relayed[ad.site_id] = ad
+                return
+            else:
+                changed = self.table.update(ad)
+                if changed:
+                    self._from_itself.discard(ad.site_id)
+            if changed:
                 self._flood(ad, source=peer)
                 self._on_change()
         # Unknown operations are ignored, so newer sites can add some.
 
+    def _remember_from_itself(self, site_id: str) -> None:
+        self._from_itself.add(site_id)
+        if len(self._from_itself) > 2 * len(self.table.ads):
+            self._from_itself &= set(self.table.ads)  # forget sites the table dropped
+
+    def _is_neighbour(self, site_id: str) -> bool:
+        return any(p.site_id == site_id and p.stream is not None and not p.conn.is_closed
+                   for p in self._peers.values())
+
     def _broken(self, peer: _Peer, reason: str) -> None:
         """A link without its control stream cannot route: close it (it is redialed)."""
-        if self._peers.get(peer.conn) is not peer:
-            return
-        log.warning("%s; closing the link", reason)
+        if self._peers.get(peer.conn) is not peer or peer.conn.is_closed:
+            return  # already said (the other loop of the same stream fails after it)
+        reason = printable(reason, 300)
+        log.warning("%s; closing the link %s to site %s", reason,
+                    peer.conn.remote_hello.get("link", ""),
+                    peer.conn.remote_hello.get("siteName", ""))
         peer.conn.close(reason)
 
     async def stop(self) -> None:

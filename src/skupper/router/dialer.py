@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skupper.base.backoff import backoff_delay
+from skupper.base.text import printable
 from skupper.router.link import REVOKED_MESSAGE, LinkClosed, LinkConnection, StreamHandler
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Dialer:
         report: Callable[[str, LinkReport], None],
         on_stream: StreamHandler | None = None,
         on_connection: Callable[[str, LinkConnection | None], None] | None = None,
+        check_remote: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> None:
         self.name = name
         self.target = target
@@ -55,6 +57,8 @@ class Dialer:
         self._report = report
         self._on_stream = on_stream
         self._on_connection = on_connection
+        # Whether the remote's (checked) hello is acceptable here: None, or why not.
+        self._check_remote = check_remote
         self.connection: LinkConnection | None = None
 
     async def run(self) -> None:
@@ -101,6 +105,10 @@ class Dialer:
         except LinkClosed as exc:
             await connection.aclose(exc.reason)
             return LinkReport(False, exc.reason, final=_is_final(exc.reason))
+        refusal = self._check_remote(remote) if self._check_remote is not None else None
+        if refusal is not None:
+            await connection.aclose(refusal)
+            return LinkReport(False, refusal)
         self.connection = connection
         if self._on_connection:
             self._on_connection(self.name, connection)
@@ -116,7 +124,7 @@ class Dialer:
             if self._on_connection:
                 self._on_connection(self.name, None)
         await connection.aclose(reason)
-        log.info("link %s is down: %s", self.name, reason)
+        log.info("link %s is down: %s", self.name, printable(reason, 300))
         return LinkReport(False, reason, final=_is_final(reason))
 
 

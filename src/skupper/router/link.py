@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from skupper.certs.tls import PeerCertificate
+from skupper.router.hello import (
+    MAX_HELLO_BYTES,
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    HelloError,
+    encode_hello,
+    parse_hello,
+)
 from skupper.router.protocol import session as yamux
 from skupper.router.stream import LinkStream, StreamReset
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_NAME = "skupper-py-link"
-PROTOCOL_VERSION = 1
+__all__ = ["MAX_HELLO_BYTES", "PROTOCOL_NAME", "PROTOCOL_VERSION", "LinkClosed",
+           "LinkConnection", "LinkRefused"]
+
 READ_SIZE = 256 * 1024
 # Receive window we grant each stream: what one slow reader can make us hold. Larger
 # than yamux's 256 KiB start so a busy 2-core machine's scheduling gaps do not stall a
@@ -29,14 +38,14 @@ READ_SIZE = 256 * 1024
 STREAM_WINDOW = 4 * 1024 * 1024
 # Bytes queued for the TLS socket above which push-mode stream senders wait for drain.
 CONGESTED_BYTES = 1024 * 1024
-# A hello is a few hundred bytes; the limit keeps a hostile peer from feeding us more.
-MAX_HELLO_BYTES = 4096
 HELLO_TIMEOUT_SECONDS = 10.0
 # Heartbeats: a ping every 2 s; a link silent for 8 s is dead (reported well within 10 s).
 HEARTBEAT_INTERVAL_SECONDS = 2.0
 DEAD_AFTER_SECONDS = 8.0
 
 StreamHandler = Callable[[LinkStream], Awaitable[None]]
+# The listener's judgement of a checked remote hello: None to accept, else why not.
+Admission = Callable[[dict[str, Any]], str | None]
 
 # Said by a listener that no longer trusts the dialer's certificate (in the hello's
 # "error", or as a Go Away code on a link already up); the dialer stops redialing.
@@ -52,6 +61,24 @@ class LinkClosed(Exception):
         self.reason = reason
 
 
+class LinkRefused(LinkClosed):
+    """This end refused the remote's hello (and told it ``reason``).
+
+    ``claimed`` holds the checked fields of the refused hello ({} if it was malformed).
+    """
+
+    def __init__(self, reason: str, claimed: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.claimed = claimed
+
+
+def refused_by_remote(error: str) -> str:
+    """What a dialer reports when the listener's hello refused it."""
+    if error == REVOKED_MESSAGE:
+        return REVOKED_MESSAGE
+    return f"the remote site refused the link: {error}"
+
+
 class LinkConnection:
     def __init__(
         self,
@@ -61,6 +88,7 @@ class LinkConnection:
         is_client: bool,
         local_hello: dict[str, Any],
         on_stream: StreamHandler | None = None,
+        admit: Admission | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -68,11 +96,15 @@ class LinkConnection:
         self._local_hello = {"protocol": PROTOCOL_NAME, "version": PROTOCOL_VERSION,
                              **local_hello}
         self._on_stream = on_stream
+        self._admit = admit
         self.session = yamux.Session(is_client, initial_window=STREAM_WINDOW)
         self.streams: dict[int, LinkStream] = {}
         self.remote_hello: dict[str, Any] = {}
         # The OU of the peer's certificate (which grant issued it), set by the listener.
         self.peer_unit: str | None = None
+        # The peer's verified certificate (its CN is the site name the hello had to
+        # match), set by the listener once the hello was accepted.
+        self.peer_certificate: PeerCertificate | None = None
         self._hello_stream: asyncio.Future[LinkStream] = asyncio.get_running_loop().create_future()
         self._closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -96,7 +128,7 @@ class LinkConnection:
         except LinkClosed as exc:
             # The hello's own reason (e.g. revoked) beats the close that followed it.
             self.close(exc.reason)
-            raise LinkClosed(exc.reason) from None
+            raise
         if self._closed.done():
             raise LinkClosed(self._closed.result())
         self._spawn(self._heartbeat(), "link-heartbeat")
@@ -198,30 +230,47 @@ class LinkConnection:
             stream = self.open_stream()
             await stream.write(self._encode_hello())
             remote = await self._read_hello(stream)
+            if "error" in remote:
+                raise LinkClosed(refused_by_remote(remote["error"]))
         else:
             stream = await self._hello_stream
-            remote = await self._read_hello(stream)
+            claimed: dict[str, Any] = {}
+            try:
+                claimed = await self._read_hello(stream)
+                refusal = self._admit(claimed) if self._admit is not None else None
+            except HelloError as exc:
+                refusal = str(exc)
+            if refusal is not None:
+                # Tell the dialer why, so it reports it; then the link closes.
+                await stream.write(encode_hello({"protocol": PROTOCOL_NAME,
+                                                 "version": PROTOCOL_VERSION,
+                                                 "error": refusal}))
+                await stream.close()
+                raise LinkRefused(refusal, claimed)
+            remote = claimed
             await stream.write(self._encode_hello())
         await stream.close()
         return remote
 
     def _encode_hello(self) -> bytes:
-        return json.dumps(self._local_hello).encode() + b"\n"
+        return encode_hello(self._local_hello)
 
     async def _read_hello(self, stream: LinkStream) -> dict[str, Any]:
-        line = await stream.readline(MAX_HELLO_BYTES)
+        """The remote's checked hello; HelloError (a LinkClosed on the dialer) if bad."""
         try:
-            hello = json.loads(line)
-        except ValueError:
-            raise LinkClosed("the remote site sent a malformed hello") from None
-        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL_NAME:
-            raise LinkClosed("the remote site does not speak this link protocol")
-        if hello.get("version") != PROTOCOL_VERSION:
-            raise LinkClosed(f"the remote site speaks link protocol version "
-                             f"{hello.get('version')}, this site {PROTOCOL_VERSION}")
-        if hello.get("error"):
-            raise LinkClosed(str(hello["error"]))
-        return hello
+            line = await stream.readline(MAX_HELLO_BYTES)
+        except StreamReset as exc:
+            if str(exc) != "line too long":
+                raise
+            error = HelloError(f"the link hello is over {MAX_HELLO_BYTES} bytes")
+        else:
+            try:
+                return parse_hello(line, from_dialer=not self._is_client)
+            except HelloError as exc:
+                error = exc
+        if self._is_client:
+            raise LinkClosed(f"the remote site sent a bad link hello: {error}")
+        raise error
 
     # -- reading and events ------------------------------------------------------------
 

@@ -22,7 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from skupper.resources.model import MAX_LINK_COST
+from skupper.base.text import is_printable
+from skupper.resources.model import MAX_LINK_COST, valid_name
+from skupper.router.hello import canonical_uuid
 
 # Bounds on what a peer can make us hold or compute (adverts come from other sites).
 MAX_SITES = 1024
@@ -30,6 +32,8 @@ MAX_LINKS_PER_SITE = 256
 MAX_SERVICES_PER_SITE = 4096
 MAX_NAME_LENGTH = 253
 MAX_COST = MAX_LINK_COST
+# Sequence numbers start from the clock in microseconds; 2**63 is far past any of them.
+MAX_SEQ = 2**63 - 1
 
 
 class AdError(ValueError):
@@ -73,10 +77,14 @@ class SiteAd:
         if not isinstance(doc, dict):
             raise AdError("an advert must be an object")
         site_id, name, ns, seq = doc.get("id"), doc.get("name"), doc.get("ns", ""), doc.get("seq")
-        if not all(_short_str(v) for v in (site_id, name, ns)) or not site_id:
-            raise AdError("an advert needs a site id and name")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise AdError("an advert needs a non-negative sequence number")
+        if not canonical_uuid(site_id):
+            raise AdError("an advert needs a site id (a canonical UUID)")
+        if not isinstance(name, str) or not valid_name(name):
+            raise AdError("an advert needs a site name (DNS-1123)")
+        if not isinstance(ns, str) or (ns and not valid_name(ns)):
+            raise AdError("an advert's namespace must be a DNS-1123 name")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
+            raise AdError(f"an advert needs a sequence number in 0..{MAX_SEQ}")
         links_doc, services_doc = doc.get("links", {}), doc.get("services", {})
         if not isinstance(links_doc, dict) or len(links_doc) > MAX_LINKS_PER_SITE:
             raise AdError("bad links")
@@ -84,9 +92,9 @@ class SiteAd:
             raise AdError("bad services")
         links: dict[str, int] = {}
         for peer, cost in links_doc.items():
-            if not _short_str(peer) or not isinstance(cost, int) or isinstance(cost, bool) \
+            if not canonical_uuid(peer) or not isinstance(cost, int) or isinstance(cost, bool) \
                     or not 0 < cost <= MAX_COST:
-                raise AdError("bad link")
+                raise AdError(f"bad link (a site id and a cost in 1..{MAX_COST})")
             links[peer] = cost
         services: dict[str, Service] = {}
         for key, entry in services_doc.items():
@@ -96,18 +104,22 @@ class SiteAd:
             if not _str_list(connectors) or not _str_list(listeners):
                 raise AdError("bad service names")
             services[key] = Service(tuple(connectors), tuple(listeners))
+        # Older sites send none of these; what is sent must be short, printable text.
         platform, version = doc.get("platform", ""), doc.get("version", "")
         dialed = doc.get("dialed", {})
-        if not _short_str(platform) or not _short_str(version) or not isinstance(dialed, dict) \
-                or len(dialed) > MAX_LINKS_PER_SITE \
-                or not all(_short_str(k) and _short_str(v) for k, v in dialed.items()):
-            raise AdError("bad site facts")
-        return cls(str(site_id), str(name), seq, str(ns), links, services, str(platform),
-                   str(version), {str(k): str(v) for k, v in dialed.items()})
+        if not all(value == "" or _short_str(value) for value in (platform, version)):
+            raise AdError("bad platform or version")
+        if not isinstance(dialed, dict) or len(dialed) > MAX_LINKS_PER_SITE or not all(
+                canonical_uuid(peer) and isinstance(link, str) and valid_name(link)
+                for peer, link in dialed.items()):
+            raise AdError("bad dialed links (site ids and link names)")
+        return cls(str(site_id), name, seq, ns, links, services, platform, version, dict(dialed))
 
 
 def _short_str(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH
+    """A routing key or a listener's or connector's name: short and printable (upstream
+    allows more than DNS-1123 in routing keys, so only what is unsafe to show is out)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH and is_printable(value)
 
 
 def _str_list(value: Any) -> bool:
@@ -147,15 +159,17 @@ class RoutingTable:
     def ad(self, site_id: str) -> SiteAd | None:
         return self._ads.get(site_id)
 
-    def update(self, ad: SiteAd) -> bool:
+    def update(self, ad: SiteAd, *, replace: bool = False) -> bool:
         """Store ``ad`` if it is newer than what we hold; True if the table changed.
 
-        Our own advert is only ever set locally (``set_local``), never from a peer.
+        ``replace``: store it unless it is what we hold, newer or not (a site speaking
+        for itself overrides what others relayed). Our own advert is only ever set
+        locally (``set_local``), never from a peer.
         """
         if ad.site_id == self.local_id:
             return False
         held = self._ads.get(ad.site_id)
-        if held is not None and held.seq >= ad.seq:
+        if held is not None and (held == ad if replace else held.seq >= ad.seq):
             return False
         if held is None and len(self._ads) >= MAX_SITES:
             unreachable = [s for s in self._ads if s not in self._routes]

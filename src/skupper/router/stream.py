@@ -144,14 +144,18 @@ class LinkStream:
         return chunk
 
     async def readline(self, limit: int) -> bytes:
-        while b"\n" not in self._buffer:
-            if len(self._buffer) > limit:
+        """One line, newline included, of at most ``limit`` bytes in all.
+
+        The bound holds for the whole line, however the bytes arrived (one frame or
+        many): a longer line raises StreamReset("line too long") and is not consumed.
+        """
+        while (end := self._buffer.find(b"\n", 0, limit) + 1) == 0:
+            if len(self._buffer) >= limit:
                 raise StreamReset("line too long")
             if self._eof or self._error is not None:
                 raise StreamReset(self._error or "stream ended before a full line")
             self._readable.clear()
             await self._readable.wait()
-        end = self._buffer.index(b"\n") + 1
         line = bytes(self._buffer[:end])
         del self._buffer[:end]
         self._consumed(len(line))

@@ -148,9 +148,45 @@ def test_the_table_is_bounded() -> None:
     assert len(t.ads) <= MAX_SITES
 
 
+A_ID = "11111111-1111-4111-8111-111111111111"
+B_ID = "2b2b2b2b-2222-4222-8222-22222222222b"
+
+
 def test_wire_round_trip() -> None:
-    original = ad("b", 7, {"a": 3}, {"k": Service(("c1",), ("l1",))})
+    original = SiteAd(B_ID, "b", 7, "ns", {A_ID: 3}, {"k": Service(("c1",), ("l1",))})
     assert SiteAd.from_wire(original.to_wire()) == original
+
+
+def _wire(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = {"id": B_ID, "name": "b", "ns": "ns", "seq": 1,
+                              "links": {A_ID: 1}, "services": {"k": {"c": ["c1"]}}}
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize("doc", [
+    _wire(id="b"),  # not a UUID
+    _wire(id=B_ID.upper()),  # not the canonical form
+    _wire(name="east\r\nINFO forged"),
+    _wire(name="\x1b[2Jeast"),
+    _wire(name="B"),
+    _wire(ns="a b"),
+    _wire(seq=2**63),
+    _wire(seq=2**200),
+    _wire(links={A_ID: 1_000_001}),
+    _wire(links={"a": 1}),
+    _wire(services={"k\n": {"c": ["c1"]}}),
+    _wire(services={"k": {"c": ["c1\x1b[31m"]}}),
+    _wire(services={"": {"c": ["c1"]}}),
+])
+def test_adverts_with_unsafe_names_or_numbers_out_of_range_are_refused(doc: object) -> None:
+    with pytest.raises(AdError):
+        SiteAd.from_wire(doc)
+
+
+def test_an_advert_at_the_bounds_is_taken() -> None:
+    doc = _wire(seq=2**63 - 1, links={A_ID: 1_000_000}, name="b" * 253)
+    assert SiteAd.from_wire(doc).links == {A_ID: 1_000_000}
 
 
 @pytest.mark.parametrize("doc", [
