@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from skupper.base.errors import SkupperError
+from skupper.base.text import printable
 from skupper.cli.options import Target, context_options, output_option, run
 
 
@@ -55,7 +56,8 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
     for lk in incoming:
         rows.append([lk["name"], "incoming", "Ready" if lk.get("operational") else "Error",
                      lk.get("remoteSiteName") or "-", "-",
-                     f"incoming link from site {lk.get('remoteSiteName')}"])
+                     printable(lk.get("message") or "")
+                     or f"incoming link from site {lk.get('remoteSiteName')}"])
     table(["NAME", "DIRECTION", "STATUS", "REMOTE SITE", "COST", "MESSAGE"], rows)
 
 

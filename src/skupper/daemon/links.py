@@ -23,6 +23,11 @@ from skupper.router.link import LinkConnection
 
 log = logging.getLogger(__name__)
 
+# Incoming links that failed (not closed on purpose by their dialer) stay listed as not
+# operational, with the reason, until their dialer is back; at most this many.
+MAX_FAILED_INCOMING = 32
+CLOSED_ON_PURPOSE = ("the remote site closed the link", "this site stopped accepting links")
+
 
 class LinkManager:
     def __init__(self, writer: StatusWriter, namespace: str) -> None:
@@ -40,6 +45,7 @@ class LinkManager:
         self.services: Any = None
         self._costs: dict[str, int] = {}
         self._outgoing_connections: dict[str, LinkConnection] = {}
+        self._failed_incoming: dict[str, dict[str, Any]] = {}
 
     # -- who we are ---------------------------------------------------------------------
 
@@ -132,18 +138,33 @@ class LinkManager:
     # -- incoming links -------------------------------------------------------------
 
     def on_incoming(self, connection: LinkConnection, serial: int | None) -> None:
+        name = str(connection.remote_hello.get("link", ""))
         if serial is None:
             self._incoming.pop(connection, None)
             self._incoming_serials.pop(connection, None)
             if self.services is not None:
                 self.services.link_down(connection)
+            self._remember_failed(name, connection)
         else:
+            self._failed_incoming.pop(name, None)
             self._incoming[connection] = dict(connection.remote_hello)
             self._incoming_serials[connection] = serial
             if self.services is not None:
                 connection.set_stream_handler(self.services.on_stream)
                 self.services.link_up(connection, outgoing=False)
         self._update_network()
+
+    def _remember_failed(self, name: str, connection: LinkConnection) -> None:
+        """A silent peer or a broken wire is news for the operator at this end too."""
+        reason = connection.close_reason or ""
+        if not name or reason in CLOSED_ON_PURPOSE or any(
+            other.remote_hello.get("link") == name for other in self._incoming
+        ):
+            return
+        self._failed_incoming.pop(name, None)
+        self._failed_incoming[name] = {**connection.remote_hello, "message": reason}
+        while len(self._failed_incoming) > MAX_FAILED_INCOMING:
+            self._failed_incoming.pop(next(iter(self._failed_incoming)))
 
     # -- revocation -------------------------------------------------------------------
 
@@ -195,6 +216,11 @@ class LinkManager:
                           "operational": True})
             if remote_id:
                 remotes[remote_id] = str(hello.get("siteName", ""))
+        for hello in self._failed_incoming.values():
+            links.append({"name": str(hello.get("link", "")),
+                          "remoteSiteId": str(hello.get("siteId", "")),
+                          "remoteSiteName": str(hello.get("siteName", "")),
+                          "operational": False, "message": str(hello["message"])})
         network = [{
             "id": self._site.get("siteId", ""), "name": site_name,
             "namespace": self._namespace, "platform": "systemd", "version": __version__,
