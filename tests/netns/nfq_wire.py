@@ -158,7 +158,8 @@ class Wire:
             now = time.monotonic()
             if now >= deadline:
                 break
-            wait = deadline - now
+            # Short waits: a signal only sets the stop flag (select resumes after it).
+            wait = min(deadline - now, 0.2)
             if self.held:
                 wait = min(wait, max(0.0, self.held[0][0] - now))
             readable, _, _ = select.select([self.sock], [], [], wait)
