@@ -19,14 +19,15 @@ from skupper.grants.redemption import grant_of_unit
 from skupper.resources import Resource
 from skupper.resources.status import derive_ready, set_condition
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
-from skupper.router.link import LinkConnection
+from skupper.router.link import HEARTBEAT_LOST, LinkConnection
 
 log = logging.getLogger(__name__)
 
-# Incoming links that failed (not closed on purpose by their dialer) stay listed as not
-# operational, with the reason, until their dialer is back; at most this many.
+# Incoming links whose dialer went silent (the heartbeat gave up: a partition, a host
+# gone dark) stay listed as not operational, with the reason, until their dialer is
+# back; at most this many. Links closed or reset by their dialer just disappear, as
+# before: a reset means the dialer's host answered, and it redials if it can.
 MAX_FAILED_INCOMING = 32
-CLOSED_ON_PURPOSE = ("the remote site closed the link", "this site stopped accepting links")
 
 
 class LinkManager:
@@ -157,7 +158,7 @@ class LinkManager:
     def _remember_failed(self, name: str, connection: LinkConnection) -> None:
         """A silent peer or a broken wire is news for the operator at this end too."""
         reason = connection.close_reason or ""
-        if not name or reason in CLOSED_ON_PURPOSE or any(
+        if not name or not reason.startswith(HEARTBEAT_LOST) or any(
             other.remote_hello.get("link") == name for other in self._incoming
         ):
             return

@@ -40,6 +40,8 @@ DEAD_AFTER_SECONDS = 8.0
 # transport is aborted. Without it, a close towards a silent peer waits for asyncio's
 # 30 s TLS shutdown timeout, and the link is reported down and redialed only then.
 CLOSE_GRACE_SECONDS = 1.0
+# How a link closed by the heartbeat says why (the start of its reason).
+HEARTBEAT_LOST = "no heartbeat from the remote site"
 # The kernel's own bound on unacknowledged data (TCP_USER_TIMEOUT), set on link sockets
 # when the heartbeat starts: a backstop above the heartbeat's, never below it, so a slow
 # or lossy but alive wire is not cut by the kernel before the heartbeat would judge it.
@@ -344,7 +346,7 @@ class LinkConnection:
             silent = loop.time() - self._last_heard
             if silent > DEAD_AFTER_SECONDS:
                 # The peer is silent: its goodbye will not come, so no grace either.
-                self.close(f"no heartbeat from the remote site for {silent:.0f} s", grace=0)
+                self.close(f"{HEARTBEAT_LOST} for {silent:.0f} s", grace=0)
                 return
             counter = (counter + 1) & 0xFFFFFFFF
             self.session.ping(counter)
