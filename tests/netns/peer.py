@@ -7,6 +7,10 @@ Standard library only. It connects only to loopback and to the test hosts' addre
   serve-sink HOST PORT            read to EOF, answer "<sha256> <bytes>"
   send HOST PORT BYTES [SEED]     send seeded random bytes, check the sink's answer;
                                   prints {"bytes", "seconds", "mb_per_s"}
+  serve-framed HOST PORT          per transfer: read an 8-byte length and that many
+                                  bytes, answer "<sha256> <bytes>"; many per connection
+  send-framed HOST PORT BYTES N   N transfers over one connection to serve-framed;
+                                  prints {"mb_per_s": [each transfer's]}
   rtt HOST PORT COUNT             COUNT 64-byte round trips over an echo server;
                                   prints {"median_ms", "p90_ms"}
   hold HOST PORT SECONDS          a connection kept busy with one byte every 0.2 s;
@@ -24,6 +28,7 @@ import random
 import socket
 import socketserver
 import statistics
+import struct
 import sys
 import threading
 import time
@@ -89,6 +94,50 @@ def sink(sock: socket.socket) -> None:
         digest.update(data)
         total += len(data)
     sock.sendall(f"{digest.hexdigest()} {total}\n".encode())
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        chunk = sock.recv(min(CHUNK, size - got))
+        if not chunk:
+            raise ConnectionError("closed mid-transfer")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def framed_sink(sock: socket.socket) -> None:
+    while header := sock.recv(8, socket.MSG_WAITALL):
+        (size,) = struct.unpack("!Q", header)
+        digest = hashlib.sha256()
+        left = size
+        while left:
+            data = sock.recv(min(CHUNK, left))
+            if not data:
+                return
+            digest.update(data)
+            left -= len(data)
+        sock.sendall(f"{digest.hexdigest()} {size}\n".encode())
+
+
+def send_framed(host: str, port: int, size: int, count: int) -> dict[str, list[float]]:
+    """``count`` transfers over one warm connection: TCP's window already open."""
+    rates = []
+    with connect(host, port, timeout=120) as sock:
+        for seed in range(count):
+            payload = random.Random(seed).randbytes(size)
+            expected = f"{hashlib.sha256(payload).hexdigest()} {size}\n".encode()
+            started = time.monotonic()
+            sock.sendall(struct.pack("!Q", size))
+            view = memoryview(payload)
+            for offset in range(0, size, CHUNK):
+                sock.sendall(view[offset:offset + CHUNK])
+            answer = _read_exactly(sock, len(expected))
+            rates.append(size / (time.monotonic() - started) / 1e6)
+            if answer != expected:
+                raise SystemExit(f"corrupted: sent {expected!r}, the sink saw {answer!r}")
+    return {"mb_per_s": rates}
 
 
 def send(host: str, port: int, size: int, seed: int) -> dict[str, float]:
@@ -167,6 +216,10 @@ def main(argv: list[str]) -> int:
         serve(host, int(port), echo)
     elif command == "serve-sink":
         serve(host, int(port), sink)
+    elif command == "serve-framed":
+        serve(host, int(port), framed_sink)
+    elif command == "send-framed":
+        print(json.dumps(send_framed(host, int(port), int(rest[0]), int(rest[1]))))
     elif command == "send":
         seed = int(rest[1]) if len(rest) > 1 else 1
         print(json.dumps(send(host, int(port), int(rest[0]), seed)))
