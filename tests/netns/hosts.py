@@ -46,7 +46,7 @@ def tools_missing() -> str | None:
     """Why these tests cannot run here, or None."""
     if os.geteuid() != 0:
         return "network namespace tests need root (ip netns, iptables)"
-    for tool in ("ip", "iptables"):
+    for tool in ("ip", "ss", "sysctl", iptables()):
         if shutil.which(tool) is None:
             return f"network namespace tests need `{tool}` (scripts/install-netns-tools.sh)"
     probe = f"skprobe{os.getpid()}"
