@@ -94,3 +94,40 @@ def _echo_works(host: Host) -> bool:
     except AssertionError:
         return False
     return bool(result["count"] == 5)
+
+
+def test_one_host_cut_off_in_three_leaves_the_others_alone_and_rejoins(
+    network: Network, site_at: Callable[..., HostSkupper], tmp_path: Path,
+) -> None:
+    a_host, b_host, c_host = (network.add_host(label) for label in ("a", "b", "c"))
+    a = site_at(a_host, "site-a")
+    b = site_at(b_host, "site-b")
+    c = site_at(c_host, "site-c", link_access=False)
+    a_to_b, c_to_b = link(b, a, tmp_path), link(b, c, tmp_path)
+    a_host.serve("serve-echo", "127.0.0.1", str(ECHO_PORT))
+    expose(a, b, "echo", ECHO_PORT, LISTEN_PORT)
+    c.run("listener", "create", "echo", str(LISTEN_PORT), "--wait", "ready", "--timeout", "30s")
+    wait_for("a to count three sites", lambda: sites_in_network(a) == 3, 20)
+
+    c_host.partition()
+    cut = time.monotonic()
+    wait_for("c to report its link down", lambda: not outgoing_ready(c, c_to_b), 25)
+    wait_for("b to report c's link down", lambda: not incoming_ready(b, c_to_b), 25)
+    assert time.monotonic() - cut <= DETECT_BOUND_SECONDS + 2
+    assert "no heartbeat" in link_state(b, c_to_b).get("MESSAGE", ""), link_state(b, c_to_b)
+    # a and b never noticed anything but c's absence: their link stayed up, traffic flows.
+    assert outgoing_ready(a, a_to_b) and incoming_ready(b, a_to_b)
+    assert _echo_works(b_host)
+    wait_for("a to count two sites", lambda: sites_in_network(a) == 2, 10)
+
+    c_host.heal()
+    healed = time.monotonic()
+    wait_for("c's link back", lambda: outgoing_ready(c, c_to_b), HEAL_BOUND_SECONDS + 10)
+    assert time.monotonic() - healed <= HEAL_BOUND_SECONDS
+    wait_for("a to count three sites again", lambda: sites_in_network(a) == 3, 10)
+    wait_for("c's clients to reach a again", lambda: _echo_works(c_host), 10, 0.5)
+
+
+def sites_in_network(site: HostSkupper) -> int:
+    status = json.loads(site.run("site", "status", "-o", "json").stdout).get("status") or {}
+    return int(status.get("sitesInNetwork") or 0)
