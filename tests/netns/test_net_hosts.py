@@ -8,6 +8,7 @@ loopback. The CLI, the daemons, the servers and the clients all run inside the h
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,3 +132,19 @@ def test_a_link_to_a_host_that_is_down_says_why(
                          and west_host.address in r["MESSAGE"] for r in rows(east)), 30, 0.5)
     west_host.heal()
     wait_for("the link back", lambda: outgoing_ready(east, name), 10)
+
+
+def test_stopping_a_site_whose_peer_is_cut_off_does_not_wait_for_it(
+    network: Network, site_at: Callable[..., HostSkupper], tmp_path: Path,
+) -> None:
+    west_host, east_host = network.add_host("west"), network.add_host("east")
+    west = site_at(west_host, "west")
+    east = site_at(east_host, "east", link_access=False)
+    link(west, east, tmp_path)
+    east_host.partition()  # east is gone silent; west does not know yet
+    for site in (west, east):
+        started = time.monotonic()
+        site.run("system", "stop")
+        took = time.monotonic() - started
+        # Links are closed with a 1 s grace for the goodbye, then aborted.
+        assert took < 6, (site.host.name if site.host else "?", took)
