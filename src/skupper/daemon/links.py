@@ -156,7 +156,7 @@ class LinkManager:
         self._update_network()
 
     def _remember_failed(self, name: str, connection: LinkConnection) -> None:
-        """A silent peer or a broken wire is news for the operator at this end too."""
+        """A dialer gone silent is news for the operator at this end too: keep its row."""
         reason = connection.close_reason or ""
         if not name or not reason.startswith(HEARTBEAT_LOST) or any(
             other.remote_hello.get("link") == name for other in self._incoming
