@@ -1,10 +1,17 @@
-"""Shared fixtures: hermetic data homes, the real ``skupper`` command, loopback only."""
+"""Shared fixtures: hermetic data homes, the real ``skupper`` command, a network guard.
+
+The guard lets the test process connect to loopback, and to the addresses of the test
+hosts (network namespaces, tests/netns) that the running test created, only from
+inside one of those hosts' namespaces, never from the machine's own: nothing a test
+sends may leave by the default route.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,33 +21,73 @@ from tests_support import Skupper, hermetic_env
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
-def _loopback_only(address: object) -> None:
-    if isinstance(address, tuple) and address:
-        host = str(address[0])
-        try:
-            if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
-                raise PermissionError(f"tests may only connect to loopback, not {host}")
-        except ValueError:
-            if host != "localhost":
-                raise PermissionError(f"tests may only connect to loopback, not {host}") from None
+# The test hosts of the running test: address -> its network namespace's name.
+_test_hosts: dict[str, str] = {}
+
+
+def _namespace_of_this_thread() -> tuple[int, int] | None:
+    try:
+        found = os.stat("/proc/thread-self/ns/net")
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _inside_test_host(namespace: str) -> bool:
+    """Whether this thread runs inside the named test host's network namespace."""
+    try:
+        host = os.stat(f"/run/netns/{namespace}")
+    except OSError:
+        return False
+    return _namespace_of_this_thread() == (host.st_dev, host.st_ino)
+
+
+def _check_destination(address: object) -> None:
+    if not (isinstance(address, tuple) and address):
+        return  # a Unix socket path: not the network
+    host = str(address[0])
+    try:
+        if ipaddress.ip_address(host.split("%")[0]).is_loopback:
+            return
+    except ValueError:
+        if host == "localhost":
+            return
+    namespace = _test_hosts.get(host)
+    if namespace is not None and any(_inside_test_host(ns) for ns in _test_hosts.values()):
+        return
+    if namespace is not None:
+        raise PermissionError(f"tests may connect to the test host {host} only from inside "
+                              "a test host's namespace (ip netns exec), never from this one")
+    raise PermissionError(f"tests may only connect to loopback and their own test hosts, "
+                          f"not {host}")
 
 
 @pytest.fixture(autouse=True)
-def loopback_guard(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refuse any connect from the test process that is not to loopback."""
+def loopback_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Refuse any connect from the test process that is not to loopback or a test host."""
     original = socket.socket.connect
     original_ex = socket.socket.connect_ex
 
     def connect(self: socket.socket, address: object) -> None:
-        _loopback_only(address)
+        _check_destination(address)
         original(self, address)  # type: ignore[arg-type]
 
     def connect_ex(self: socket.socket, address: object) -> int:
-        _loopback_only(address)
+        _check_destination(address)
         return original_ex(self, address)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    try:
+        yield
+    finally:
+        _test_hosts.clear()  # a test's hosts are allowed for that test only
+
+
+@pytest.fixture
+def allow_test_hosts(loopback_guard: None) -> Callable[[dict[str, str]], None]:
+    """Add the test's own hosts (address -> namespace name) to what the guard allows."""
+    return _test_hosts.update
 
 
 @pytest.fixture

@@ -33,6 +33,10 @@ class Connection:
         self.peer_unit = unit
         self.closed: str | None = None
 
+    @property
+    def close_reason(self) -> str | None:
+        return self.closed
+
     def close(self, reason: str) -> None:
         self.closed = reason
 

@@ -17,17 +17,52 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def bind_address_for(advertised_host: str, override: str | None) -> str:
-    """Listen where remote sites can reach us, but stay on loopback for a loopback host.
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
-    A site advertised as 127.0.0.1 is only reachable on this machine, so it has no
-    reason to accept connections on other interfaces.
+
+def is_wildcard(host: str) -> bool:
+    """0.0.0.0 or ::, "every interface"."""
+    return is_ip_literal(host) and ipaddress.ip_address(host).is_unspecified
+
+
+def is_local_address(host: str) -> bool:
+    """Whether ``host`` is an IP address of this machine (one we could listen on)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+def bind_address_for(advertised_host: str, override: str | None) -> str:
+    """Where the link listeners and the grant server listen, for an advertised host.
+
+    - ``SKUPPER_BIND_HOST`` (``override``), when set, always;
+    - a loopback host: loopback, since such a site is only reachable on this machine;
+    - an IP address of this machine: that address only, so a multi-homed host does not
+      accept links on interfaces it never advertised;
+    - anything else, a DNS name or an address that is not ours (a NAT or load balancer
+      in front of this host): every interface, because the address remote sites dial is
+      not one this host can bind.
     """
     if override:
         return override
     if is_loopback(advertised_host):
         return "::1" if advertised_host == "::1" else "127.0.0.1"
-    return "0.0.0.0"
+    if is_local_address(advertised_host):
+        return advertised_host
+    return "::" if ":" in advertised_host else "0.0.0.0"
 
 
 def bind_listening(host: str, port: int) -> socket.socket:

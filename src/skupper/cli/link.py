@@ -28,7 +28,6 @@ def status(name: str | None, output: str | None, target: Target) -> None:
 
 
 async def _status(target: Target, name: str | None, output: str | None) -> None:
-    from skupper.base.text import printable
     from skupper.cli.output import resources, table
     from skupper.cli.session import open_session
 
@@ -62,10 +61,11 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
         message = f"incoming link from site {remote}"
         if lk.get("certificate"):
             message += f" (certificate {lk['certificate']})"
+        if lk.get("message"):  # a dialer gone silent: why this end gave the link up
+            message = str(lk["message"])
         rows.append([lk.get("name") or "-", "incoming",
                      "Ready" if lk.get("operational", True) else "Error", remote, "-", message])
-    table(["NAME", "DIRECTION", "STATUS", "REMOTE SITE", "COST", "MESSAGE"],
-          [[printable(cell, 300) for cell in row] for row in rows])
+    table(["NAME", "DIRECTION", "STATUS", "REMOTE SITE", "COST", "MESSAGE"], rows)
 
 
 def _incoming_links(site: dict[str, Any] | None, outgoing: set[str]) -> list[dict[str, Any]]:

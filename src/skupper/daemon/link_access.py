@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from skupper.base.files import write_private
-from skupper.base.net import bind_address_for, bind_first_free
+from skupper.base.net import (
+    bind_address_for,
+    bind_first_free,
+    is_ip_literal,
+    is_local_address,
+    is_wildcard,
+)
+from skupper.base.text import printable
 from skupper.certs.issue import issue_certificate
 from skupper.certs.tls import server_context
 from skupper.controller.runtime import LinkAccessConfig, LinkAccessState
@@ -76,7 +83,12 @@ class DaemonLinkAccess:
             self._config = config
             return self._state
         await self.disable()
-        bind_host = bind_address_for(config.host, os.environ.get("SKUPPER_BIND_HOST"))
+        override = os.environ.get("SKUPPER_BIND_HOST")
+        bind_host = bind_address_for(config.host, override)
+        if override and not is_wildcard(override) and is_ip_literal(override) \
+                and not is_local_address(override):
+            raise OSError(f"cannot listen on SKUPPER_BIND_HOST={printable(override)}: it is "
+                          "not an address of this host. Set it to one, or unset it")
         remembered = self._remembered_ports()
         sockets: dict[str, socket.socket] = {}
         try:
@@ -85,9 +97,13 @@ class DaemonLinkAccess:
             sockets["grant-server"] = self._bind(
                 bind_host, "grant-server", GRANT_SERVER_PORT, remembered
             )
-        except OSError:
+        except OSError as exc:
             for sock in sockets.values():
                 sock.close()
+            if os.environ.get("SKUPPER_BIND_HOST"):
+                raise OSError(f"cannot listen on SKUPPER_BIND_HOST={printable(bind_host)}: "
+                              f"{exc.strerror or exc}. Set it to an address of this host, "
+                              "or unset it") from exc
             raise
         ports = {role: int(sock.getsockname()[1]) for role, sock in sockets.items()}
         write_private(self._ports_file, json.dumps(ports))

@@ -30,7 +30,7 @@ from skupper.resources import Resource
 from skupper.resources.model import MAX_LINK_COST
 from skupper.resources.status import derive_ready, set_condition
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
-from skupper.router.link import LinkConnection
+from skupper.router.link import HEARTBEAT_LOST, LinkConnection
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ class _Pins:
         self._entries.move_to_end(key)
         while len(self._entries) > MAX_PINNED:
             self._entries.popitem(last=False)
+
+# Incoming links whose dialer went silent (the heartbeat gave up: a partition, a host
+# gone dark) stay listed as not operational, with the reason, until their dialer is
+# back; at most this many. Links closed or reset by their dialer just disappear, as
+# before: a reset means the dialer's host answered, and it redials if it can.
+MAX_FAILED_INCOMING = 32
 
 
 class LinkManager:
@@ -86,6 +92,8 @@ class LinkManager:
         self.reconnects: Counter[str] = Counter()
         self._network_due: asyncio.TimerHandle | None = None
         self._network_written_at = float("-inf")
+        # Incoming links the heartbeat gave up on, by link name (see MAX_FAILED_INCOMING).
+        self._failed_incoming: dict[str, dict[str, Any]] = {}
 
     # -- who we are ---------------------------------------------------------------------
 
@@ -214,15 +222,17 @@ class LinkManager:
 
     def on_incoming(self, connection: LinkConnection, serial: int | None) -> None:
         if serial is None:
-            self._incoming.pop(connection, None)
+            entry = self._incoming.pop(connection, None)
             self._incoming_serials.pop(connection, None)
             if self.services is not None:
                 self.services.link_down(connection)
+            self._remember_failed(entry, connection)
         else:
             hello = connection.remote_hello
             site_id, name = str(hello["siteId"]), str(hello["siteName"])
             self._site_names.set(site_id, name)
             self._certificate_sites.set(serial, site_id)
+            self._failed_incoming.pop(str(hello["link"]), None)
             self._incoming[connection] = {
                 "name": str(hello["link"]), "remoteSiteId": site_id, "remoteSiteName": name,
                 "certificate": format(serial, "x"),
@@ -251,6 +261,19 @@ class LinkManager:
                     f"{printable(known, 63)}, not {name}")
         self._site_names.set(site_id, name)
         return None
+
+    def _remember_failed(self, entry: dict[str, str] | None, connection: LinkConnection) -> None:
+        """A dialer gone silent is news for the operator at this end too: keep its row."""
+        reason = connection.close_reason or ""
+        if entry is None or not reason.startswith(HEARTBEAT_LOST) or any(
+            other["name"] == entry["name"] for other in self._incoming.values()
+        ):
+            return
+        self._failed_incoming.pop(entry["name"], None)
+        self._failed_incoming[entry["name"]] = {**entry, "operational": False,
+                                                "message": reason}
+        while len(self._failed_incoming) > MAX_FAILED_INCOMING:
+            self._failed_incoming.pop(next(iter(self._failed_incoming)))
 
     # -- revocation -------------------------------------------------------------------
 
@@ -332,6 +355,11 @@ class LinkManager:
             links.append({"name": entry["name"], "remoteSiteId": remote_id,
                           "remoteSiteName": entry["remoteSiteName"], "operational": True})
             remotes[remote_id] = entry["remoteSiteName"]
+        failed = list(self._failed_incoming.values())
+        for entry in failed:
+            # Upstream's network[].links has no message: the reason is in incomingLinks.
+            links.append({"name": entry["name"], "remoteSiteId": entry["remoteSiteId"],
+                          "remoteSiteName": entry["remoteSiteName"], "operational": False})
         network = [{
             "id": self._site.get("siteId", ""), "name": site_name,
             "namespace": self._namespace, "platform": self._platform, "version": __version__,
@@ -351,7 +379,7 @@ class LinkManager:
             # Apart from the network's links, which do not say their direction: an
             # incoming link's name is the dialer's choice, so it may equal an outgoing
             # link's or another incoming one's; the certificate tells them apart.
-            status["incomingLinks"] = [dict(entry) for entry in incoming]
+            status["incomingLinks"] = [dict(entry) for entry in [*incoming, *failed]]
 
         self._writer.submit("Site", site_name, change)
 

@@ -53,9 +53,11 @@ STATUS_EXTENSIONS: dict[str, dict[str, Any]] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    key: _STRING
-                    for key in ("name", "remoteSiteId", "remoteSiteName", "certificate",
-                                "grant")
+                    **{key: _STRING
+                       for key in ("name", "remoteSiteId", "remoteSiteName", "certificate",
+                                   "grant", "message")},
+                    # false (with a message) for a link the heartbeat gave up on
+                    "operational": {"type": "boolean"},
                 },
             },
         },

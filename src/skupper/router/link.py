@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +43,16 @@ HELLO_TIMEOUT_SECONDS = 10.0
 # Heartbeats: a ping every 2 s; a link silent for 8 s is dead (reported well within 10 s).
 HEARTBEAT_INTERVAL_SECONDS = 2.0
 DEAD_AFTER_SECONDS = 8.0
+# A closed link gets this long to send its Go Away and TLS close_notify; then its
+# transport is aborted. Without it, a close towards a silent peer waits for asyncio's
+# 30 s TLS shutdown timeout, and the link is reported down and redialed only then.
+CLOSE_GRACE_SECONDS = 1.0
+# How a link closed by the heartbeat says why (the start of its reason).
+HEARTBEAT_LOST = "no heartbeat from the remote site"
+# The kernel's own bound on unacknowledged data (TCP_USER_TIMEOUT), set on link sockets
+# when the heartbeat starts: a backstop above the heartbeat's, never below it, so a slow
+# or lossy but alive wire is not cut by the kernel before the heartbeat would judge it.
+TCP_USER_TIMEOUT_MS = 20_000
 
 StreamHandler = Callable[[LinkStream], Awaitable[None]]
 # The listener's judgement of a checked remote hello: None to accept, else why not.
@@ -141,7 +152,17 @@ class LinkConnection:
     def is_closed(self) -> bool:
         return self._closed.done()
 
-    def close(self, reason: str, *, go_away: bool = True) -> None:
+    @property
+    def close_reason(self) -> str | None:
+        return self._closed.result() if self._closed.done() else None
+
+    def close(self, reason: str, *, go_away: bool = True,
+              grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Close now: streams are reset, waiters told ``reason`` at once.
+
+        The transport gets ``grace`` seconds to deliver the Go Away and the TLS goodbye,
+        then is aborted: nothing waits for a peer that may be gone.
+        """
         if self._closed.done():
             return
         self._closed.set_result(reason)
@@ -155,6 +176,11 @@ class LinkConnection:
             self._hello_stream.set_exception(LinkClosed(reason))
             self._hello_stream.exception()  # retrieved here: nobody may be waiting
         self._writer.close()
+        transport = self._writer.transport
+        if grace <= 0:
+            transport.abort()
+        else:
+            asyncio.get_running_loop().call_later(grace, transport.abort)
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -170,8 +196,10 @@ class LinkConnection:
 
     async def aclose(self, reason: str) -> None:
         self.close(reason)
+        # Bounded: the transport is aborted after the grace whatever the peer does.
         with contextlib.suppress(Exception):
-            await self._writer.wait_closed()
+            async with asyncio.timeout(CLOSE_GRACE_SECONDS + 1.0):
+                await self._writer.wait_closed()
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -372,12 +400,14 @@ class LinkConnection:
 
     async def _heartbeat(self) -> None:
         loop = asyncio.get_running_loop()
+        _bound_unacknowledged(self._writer)
         counter = 0
         while not self._closed.done():
             await asyncio.sleep(HEARTBEAT_INTERVAL_SECONDS)
             silent = loop.time() - self._last_heard
             if silent > DEAD_AFTER_SECONDS:
-                self.close(f"no heartbeat from the remote site for {silent:.0f} s")
+                # The peer is silent: its goodbye will not come, so no grace either.
+                self.close(f"{HEARTBEAT_LOST} for {silent:.0f} s", grace=0)
                 return
             counter = (counter + 1) & 0xFFFFFFFF
             self._ping_sent = (counter, loop.time())
@@ -418,6 +448,16 @@ class _PushProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._original.resume_writing()
+
+
+def _bound_unacknowledged(writer: asyncio.StreamWriter) -> None:
+    """Let the kernel, too, give up on a peer that stopped acknowledging (TCP_USER_TIMEOUT)."""
+    sock = writer.get_extra_info("socket")
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is None or option is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, TCP_USER_TIMEOUT_MS)
 
 
 def _tls_reason(exc: ssl.SSLError) -> str:
