@@ -43,8 +43,9 @@ class Skupper:
             )
         return done
 
-    def fails(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        done = self.run(*args, check=False, timeout=timeout)
+    def fails(self, *args: str, timeout: float = 60,
+              input: str | None = None) -> subprocess.CompletedProcess[str]:
+        done = self.run(*args, check=False, timeout=timeout, input=input)
         assert done.returncode != 0, f"expected failure: {done.stdout}{done.stderr}"
         return done
 

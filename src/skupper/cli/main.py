@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="skupper", standalone_mode=False)
     except SkupperError as exc:
+        from skupper.cli.hints import with_namespace
+        from skupper.cli.options import namespace_for_hints
+
         # One line, whatever the user typed: control characters are shown escaped.
-        line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in exc.line())
+        line = "".join(c if c.isprintable() else repr(c)[1:-1]
+                       for c in with_namespace(exc.line(), namespace_for_hints()))
         click.echo(f"Error: {line}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

@@ -99,6 +99,15 @@ def root_context_options(func: F) -> F:
     return decorated  # type: ignore[no-any-return]
 
 
+# The -n of the command being run: error hints that quote a command repeat it
+# (cli.hints), so every hint runs as printed.
+_hint_namespace: list[str] = []
+
+
+def namespace_for_hints() -> str | None:
+    return _hint_namespace[-1] if _hint_namespace else None
+
+
 def context_options(func: F) -> F:
     """-n/--namespace, --context and --platform, handed to the command as ``target``.
 
@@ -112,6 +121,8 @@ def context_options(func: F) -> F:
     ) -> Any:
         root = click.get_current_context().meta.get(_ROOT_KEY, (None, None, None, None))
         flag, chosen = namespace or root[0], platform or root[2]
+        if flag:
+            _hint_namespace.append(flag)
         config, ctx = kubeconfig or root[3], context or root[1]
         target = Target(_namespace(flag, chosen, config, ctx), ctx, chosen, config, flag)
         return func(*args, target=target, **kwargs)
@@ -130,7 +141,7 @@ output_option = click.option(
 
 def timeout_option(default: str = "60s") -> Callable[[F], F]:
     return click.option(
-        "--timeout", default=default, show_default=True,
+        "--timeout", default=default, show_default=True, metavar="<duration>",
         help="How long to wait for the result (a duration such as 30s or 2m).",
     )
 

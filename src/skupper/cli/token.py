@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from skupper.base.errors import SkupperError, UsageError
+from skupper.cli.help import ReferenceCommand
 from skupper.cli.options import (
     Target,
     context_options,
@@ -51,15 +52,28 @@ def _min_expiration() -> float:
     return float(override) if override else MIN_EXPIRATION_SECONDS
 
 
-@access_token.command("issue", help="Issue a token redeemable for a link to the current site.")
-@click.argument("file")
+@access_token.command(
+    "issue", cls=ReferenceCommand,
+    help="Issue a token redeemable for a link to the current site.\n\n"
+         "Issue a token that can be redeemed at a remote site for a link to the current "
+         "site.\n\nThis command first creates a grant in order to issue the token.",
+    short_help="Issue a token redeemable for a link to the current site.",
+    arguments={"file": "The name of the token file. Use - to write the token to standard "
+                       "output."},
+    examples=[("Issue a token", "skupper access-token issue ~/token.yaml"),
+              ("Issue a token with non-default limits",
+               "skupper access-token issue ~/token.yaml --expiration-period 24h "
+               "--redemptions-allowed 3")])
+@click.argument("file", metavar="<file>")
 @click.option("--expiration-period", "--expiration-window", "expiration", default="15m",
-              show_default=True,
-              help="The period of time in which a token for this grant can be redeemed.")
-@click.option("--redemptions-allowed", default="1", show_default=True,
-              help="The number of times a token for this grant can be redeemed.")
-@click.option("--cost", default="1", show_default=True,
-              help="The link cost written into the token.")
+              show_default=True, metavar="<duration>",
+              help="The period of time in which a token for this grant can be redeemed "
+                   "(at least 1m).")
+@click.option("--redemptions-allowed", default="1", show_default=True, metavar="<integer>",
+              help="The number of times a token for this grant can be redeemed "
+                   "(1 to 1000000).")
+@click.option("--cost", default="1", show_default=True, metavar="<integer>",
+              help="The link cost written into the token (1 to 1000000).")
 @timeout_option()
 @context_options
 def issue(
@@ -209,8 +223,15 @@ async def _delete_quietly(session: Session, name: str) -> None:
         await session.store.delete("AccessGrant", name)
 
 
-@access_token.command("redeem", help="Redeem a token for a link to a remote site.")
-@click.argument("file")
+@access_token.command(
+    "redeem", cls=ReferenceCommand,
+    help="Redeem a token in order to obtain a link to a remote site.",
+    arguments={"file": "The name of the token file. Use - to read the token from standard "
+                       "input."},
+    examples=[("Redeem a token", "skupper access-token redeem ~/token.yaml"),
+              ("Redeem a token issued at another site, over ssh",
+               "ssh west skupper access-token issue - | skupper access-token redeem -")])
+@click.argument("file", metavar="<file>")
 @timeout_option()
 @context_options
 def redeem(file: str, timeout: str, target: Target) -> None:
@@ -219,7 +240,8 @@ def redeem(file: str, timeout: str, target: Target) -> None:
     wait = duration_value(timeout, "--timeout")
     token = parse_token(file)
     run(_redeem(target, token, wait))
-    click.echo(f"You can now safely delete {file}.")
+    if file != "-":  # a token from standard input left no file behind
+        click.echo(f"You can now safely delete {file}.")
 
 
 async def _redeem(target: Target, token: Resource, wait: float) -> None:

@@ -150,13 +150,32 @@ async def check_unused(store: Store, secrets: SecretStore, name: str) -> None:
     for existing in await store.list("Link"):
         link_name = str(existing["metadata"]["name"])
         if _is_link_of(link_name, name):
-            raise SkupperError(
-                f'A link named "{link_name}" already exists',
-                "this token seems to have been redeemed here already",
-                f'Delete it first with "skupper link delete {link_name}".',
-            )
+            raise redeemed_here_already(existing)
     if await secrets.exists(name):
         raise _secret_exists(name)
+
+
+def redeemed_here_already(link: Resource) -> SkupperError:
+    """The token's Link is here: say how it is doing; never advise deleting a working one."""
+    from skupper.resources.status import is_ready, status_message
+
+    name = str(link["metadata"]["name"])
+    what = f'A link named "{name}" already exists'
+    why = "this token seems to have been redeemed here already"
+    if is_ready(link):
+        return SkupperError(what, f"{why}, and the link is active",
+                            f'Nothing to do; see "skupper link status {name}".')
+    return SkupperError(
+        what, f"{why}; the link's status is: {status_message(link) or 'no status yet'}",
+        f'See "skupper link status {name}"; if it never comes up, "skupper link delete '
+        f'{name}" removes it (redeeming again needs a token with a use left).')
+
+
+async def _link_or_stub(store: Store, name: str) -> Resource:
+    try:
+        return await store.get("Link", name)
+    except NotFound:  # gone again meanwhile: say what we know
+        return new_resource("Link", name)
 
 
 def _secret_exists(name: str) -> SkupperError:
@@ -188,11 +207,8 @@ async def store_answer(store: Store, secrets: SecretStore, answer: Answer,
             try:
                 await store.create(new_resource("Link", link_name, spec))
             except AlreadyExists:
-                raise SkupperError(
-                    f'A link named "{link_name}" already exists',
-                    "this token seems to have been redeemed here already",
-                    f'Delete it first with "skupper link delete {link_name}".',
-                ) from None
+                raise redeemed_here_already(
+                    await _link_or_stub(store, link_name)) from None
             created.append(link_name)
     except BaseException:
         for link_name in created:

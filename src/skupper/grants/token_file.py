@@ -178,7 +178,16 @@ def _load_single_document(file: str, text: str) -> Any:
 
 
 def parse_token(file: str) -> Resource:
-    """Read and check a token file; every problem is one clear SkupperError."""
+    """Read and check a token file (``-``: standard input); every problem is one clear
+    SkupperError."""
+    if file == "-":
+        import sys
+
+        raw = sys.stdin.buffer.read(MAX_TOKEN_FILE_BYTES + 1)
+        if len(raw) > MAX_TOKEN_FILE_BYTES:
+            raise _bad("from standard input", f"it is over {MAX_TOKEN_FILE_BYTES} bytes; a "
+                                              "token is a few KiB at most")
+        return _parse_text("from standard input", raw)
     path = Path(file).expanduser()
     try:
         if path.is_dir():
@@ -198,6 +207,10 @@ def parse_token(file: str) -> Resource:
         raise _bad(file, "permission denied") from None
     except OSError as exc:
         raise _bad(file, exc.strerror or str(exc)) from None
+    return _parse_text(file, raw)
+
+
+def _parse_text(file: str, raw: bytes) -> Resource:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

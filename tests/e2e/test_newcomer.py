@@ -1,0 +1,76 @@
+"""A newcomer's first hour (issue 12): help like the seed, runnable hints, redeem -."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests_support import Skupper, one_error_line
+
+pytestmark = pytest.mark.e2e
+
+SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds" / "access-token-issue.md"
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_issue_help_reads_like_the_seed(skupper: Skupper) -> None:
+    out = skupper.run("access-token", "issue", "--help").stdout
+    assert out.startswith("Usage: skupper access-token issue <file> [options]\n")
+    flat = _words(out)
+    for sentence in ("Issue a token redeemable for a link to the current site.",
+                     "Issue a token that can be redeemed at a remote site for a link to the "
+                     "current site.",
+                     "This command first creates a grant in order to issue the token.",
+                     "The name of the token file.",
+                     "# Issue a token skupper access-token issue ~/token.yaml",
+                     "# Issue a token with non-default limits skupper access-token issue "
+                     "~/token.yaml --expiration-period 24h --redemptions-allowed 3"):
+        assert sentence in flat, sentence
+    assert re.search(r"--redemptions-allowed <integer>", out)
+    assert re.search(r"--expiration-period, --expiration-window <duration>", out)
+    assert "at least 1m" in flat
+    if SEED.is_file():  # the seed's examples, verbatim
+        examples = SEED.read_text().split("## Examples")[1].split("~~~")[1]
+        for line in (line.strip() for line in examples.splitlines()):
+            if line:
+                assert line in out, line
+
+
+def test_redeem_help_reads_like_its_reference_page(skupper: Skupper) -> None:
+    out = skupper.run("access-token", "redeem", "--help").stdout
+    assert out.startswith("Usage: skupper access-token redeem <file> [options]\n")
+    assert "Redeem a token in order to obtain a link to a remote site." in _words(out)
+    assert "The name of the token file." in _words(out)
+
+
+def test_hints_name_the_namespace(skupper: Skupper) -> None:
+    skupper.run("site", "create", "west", "-n", "west")
+    done = skupper.fails("access-token", "issue", "-", "-n", "west")
+    one_error_line(done, 'You can use "skupper site update --enable-link-access -n west" to '
+                         "enable it.")
+
+
+def test_a_token_from_standard_input_redeems(skupper: Skupper) -> None:
+    skupper.run("site", "create", "west", "-n", "west", "--enable-link-access")
+    skupper.run("site", "create", "east", "-n", "east")
+    issued = skupper.run("access-token", "issue", "-", "-n", "west")
+    assert "$ skupper access-token redeem -\n" in issued.stderr
+    redeemed = skupper.run("access-token", "redeem", "-", "-n", "east", input=issued.stdout)
+    assert re.search(r'Link "[^"]+" is active\.', redeemed.stdout)
+    assert "safely delete" not in redeemed.stdout  # no file was read
+    # Redeemed again: the working link is reported, never to be deleted.
+    again = skupper.fails("access-token", "redeem", "-", "-n", "east", input=issued.stdout)
+    line = one_error_line(again, "already exists", "the link is active", "Nothing to do")
+    assert "link delete" not in line
+    assert "-n east" in line
+
+
+def test_an_empty_standard_input_is_one_line(skupper: Skupper) -> None:
+    skupper.run("site", "create", "east", "-n", "east")
+    done = skupper.fails("access-token", "redeem", "-", "-n", "east", input="")
+    one_error_line(done, "standard input", "empty")
