@@ -509,8 +509,9 @@ def test_deleting_an_unknown_link_fails_cleanly(linked: tuple[Skupper, str]) -> 
     skupper, name = linked
     refused(skupper.run("link", "delete", "no-such-link", "-n", "east", check=False),
             'No link "no-such-link"')
-    # A link's name is only known where it is outgoing: west cannot delete east's link.
-    refused(skupper.run("link", "delete", name, "-n", "west", check=False), f'No link "{name}"')
+    # West cannot delete east's link, and says where it is deleted instead.
+    refused(skupper.run("link", "delete", name, "-n", "west", check=False),
+            f'Link "{name}" is an incoming link', "Delete it at site east")
     assert outgoing_state(skupper)[0] == "Ready"
     assert len(incoming(skupper, "west")) == 1
 

@@ -74,3 +74,34 @@ def test_an_empty_standard_input_is_one_line(skupper: Skupper) -> None:
     skupper.run("site", "create", "east", "-n", "east")
     done = skupper.fails("access-token", "redeem", "-", "-n", "east", input="")
     one_error_line(done, "standard input", "empty")
+
+
+def test_links_at_a_stopped_site_and_deleting_an_incoming_link(skupper: Skupper,
+                                                               tmp_path: Path) -> None:
+    from tests_support import table
+
+    skupper.run("site", "create", "west", "-n", "west", "--enable-link-access")
+    skupper.run("site", "create", "east", "-n", "east")
+    token = tmp_path / "t.yaml"
+    issued = skupper.run("access-token", "issue", str(token), "-n", "west").stdout
+    grant = re.search(r'Grant "([^"]+)" is ready', issued)
+    assert grant is not None
+    skupper.run("access-token", "redeem", str(token), "-n", "east")
+    (link,) = table(skupper.run("link", "status", "-n", "east").stdout)
+
+    def incoming_at_west() -> list[dict[str, str]]:
+        return table(skupper.run("link", "status", "-n", "west").stdout)
+
+    from tests_support import wait_for
+
+    (row,) = wait_for("west lists the incoming link", incoming_at_west, 10)
+    assert (row["NAME"], row["DIRECTION"], row["STATUS"]) == (link["NAME"], "incoming", "Ready")
+    done = skupper.fails("link", "delete", link["NAME"], "-n", "west")
+    line = one_error_line(done, f'Link "{link["NAME"]}" is an incoming link',
+                          "site east dialed it", "Delete it at site east")
+    assert f'"skupper access-grant revoke {grant.group(1)} -n west"' in line
+    skupper.run("system", "stop", "-n", "west")
+    (stopped,) = table(skupper.run("link", "status", "-n", "west").stdout)
+    assert (stopped["NAME"], stopped["DIRECTION"], stopped["STATUS"]) == (
+        link["NAME"], "incoming", "Stopped")
+    assert "not running" in stopped["MESSAGE"]

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from skupper.base.errors import SkupperError
+from skupper.cli.help import ReferenceCommand
 from skupper.cli.options import Target, context_options, output_option, run
 
 
@@ -19,8 +20,12 @@ def link() -> None:
     pass
 
 
-@link.command("status", help="Show the status of links in the current site.")
-@click.argument("name", required=False)
+@link.command("status", cls=ReferenceCommand,
+              help="Show the status of links in the current site.",
+              arguments={"name": "The name of a link: show only that one."},
+              examples=[("Show every link", "skupper link status"),
+                        ("Show one link as YAML", "skupper link status west-1 -o yaml")])
+@click.argument("name", required=False, metavar="[name]")
 @output_option
 @context_options
 def status(name: str | None, output: str | None, target: Target) -> None:
@@ -35,8 +40,6 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
         links = await session.store.list("Link")
         incoming = _incoming_links(session.site, {lk["metadata"]["name"] for lk in links})
         running = session.platform.running()
-    if not running:
-        incoming = []  # a stopped site holds no links, whatever its last status said
     if name:
         links = [lk for lk in links if lk["metadata"]["name"] == name]
         incoming = [lk for lk in incoming if lk.get("name") == name]
@@ -63,8 +66,10 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
             message += f" (certificate {lk['certificate']})"
         if lk.get("message"):  # a dialer gone silent: why this end gave the link up
             message = str(lk["message"])
-        rows.append([lk.get("name") or "-", "incoming",
-                     "Ready" if lk.get("operational", True) else "Error", remote, "-", message])
+        state = "Ready" if lk.get("operational", True) else "Error"
+        if not running:  # as the daemon last saw it; a stopped site holds no link
+            state, message = "Stopped", f"the site daemon is not running ({message})"
+        rows.append([lk.get("name") or "-", "incoming", state, remote, "-", message])
     table(["NAME", "DIRECTION", "STATUS", "REMOTE SITE", "COST", "MESSAGE"], rows)
 
 
@@ -88,8 +93,10 @@ def _incoming_links(site: dict[str, Any] | None, outgoing: set[str]) -> list[dic
     return []
 
 
-@link.command("delete", help="Delete a link and its credentials.")
-@click.argument("name")
+@link.command("delete", cls=ReferenceCommand, help="Delete a link (and its credentials).",
+              arguments={"name": "The name of the link."},
+              examples=[("Delete a link", "skupper link delete west-1")])
+@click.argument("name", metavar="<name>")
 @context_options
 def delete(name: str, target: Target) -> None:
     run(_delete(target, name))
@@ -104,8 +111,9 @@ async def _delete(target: Target, name: str) -> None:
         try:
             current = await session.store.get("Link", name)
         except NotFound:
-            raise SkupperError(f'No link "{name}"', f'not in namespace "{target.namespace}"',
-                               'List links with "skupper link status".') from None
+            grants = {str(g["metadata"].get("uid")): str(g["metadata"]["name"])
+                      for g in await session.store.list("AccessGrant")}
+            raise _not_deletable_here(session.site, name, target, grants) from None
         click.echo("Waiting for deletion to complete...")
         await session.store.delete("Link", name)
         credentials = current.get("spec", {}).get("tlsCredentials")
@@ -116,3 +124,24 @@ async def _delete(target: Target, name: str) -> None:
             secrets = session.platform.open_secrets()
             if await secrets.exists(credentials):
                 await secrets.delete(credentials)
+
+
+def _not_deletable_here(site: dict[str, Any] | None, name: str, target: Target,
+                        grants: dict[str, str]) -> SkupperError:
+    """No outgoing Link of that name: say so, or say where an incoming one is deleted.
+
+    ``grants``: grant uid -> name (an incoming link's certificate names its grant's uid).
+    """
+    for incoming in _incoming_links(site, set()):
+        if incoming.get("name") == name:
+            remote = incoming.get("remoteSiteName") or "the remote site"
+            grant = grants.get(str(incoming.get("grant") or ""))
+            revoke = (f'revoke the grant it came with: "skupper access-grant revoke {grant}"'
+                      if grant else 'revoke the grant it came with ("skupper access-grant '
+                                    'revoke <grant>")')
+            # The remote command is not quoted: it runs at the other site, in its namespace.
+            return SkupperError(
+                f'Link "{name}" is an incoming link', f"site {remote} dialed it",
+                f"Delete it at site {remote} (skupper link delete {name} there), or {revoke}.")
+    return SkupperError(f'No link "{name}"', f'not in namespace "{target.namespace}"',
+                        'List links with "skupper link status".')
