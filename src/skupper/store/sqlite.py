@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from skupper.base.errors import SkupperError
 from skupper.resources.model import Resource, now_rfc3339, valid_name
 from skupper.store.interface import (
     AlreadyExists,
@@ -70,6 +72,52 @@ class _Closed(StoreError):
         super().__init__("the store is closed")
 
 
+class StoreUnusable(SkupperError, StoreError):
+    """The database file is damaged, not a database, or not a file: no retry helps."""
+
+    def __init__(self, path: Path, reason: str, *, opening: bool = True) -> None:
+        verb = "open" if opening else "use"
+        super().__init__(
+            f"Cannot {verb} the site's store at {path}",
+            reason,
+            'Move it aside, or run "skupper site delete" to remove the namespace.',
+        )
+        self.path = path
+        self.reason = reason
+
+
+def unusable_reason(path: Path, error: BaseException) -> str | None:
+    """Why ``error`` means the file at ``path`` cannot serve as a store; None if it may pass.
+
+    A locked or busy database is another process at work, not damage; errors that
+    come from this module's own SQL (integrity, programming) are bugs, not damage.
+    """
+    if isinstance(error, OSError):
+        if path.is_dir():
+            return "it is a directory, not a file"
+        return f"{error.strerror or type(error).__name__}".lower()
+    if type(error) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
+        return None
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return None
+    if path.is_dir():
+        return "it is a directory, not a file"
+    for fragment, meaning in _DAMAGE:
+        if fragment in text:
+            return f"{meaning} ({text})"
+    return f"SQLite cannot read it ({text})" if type(error) is sqlite3.DatabaseError else None
+
+
+_DAMAGE = (
+    ("not a database", "the file is not a SQLite database"),
+    ("malformed", "the database is damaged"),
+    ("unable to open", "the file cannot be opened"),
+    ("disk I/O error", "reading the file failed"),
+    ("readonly", "the file is read-only"),
+)
+
+
 class SqliteStore:
     """The ``Store`` of one namespace, kept in the SQLite file ``path``."""
 
@@ -85,16 +133,27 @@ class SqliteStore:
         self._waiters: set[_Waiter] = set()
         self._closed = False
         self._conn: sqlite3.Connection | None = None
-        _create_private(self._path)
+        # The first sign that the file is damaged, kept so a long-running owner (the
+        # daemon) can stop once instead of failing every operation in a loop.
+        self.failure: StoreUnusable | None = None
+        _check_regular_file(self._path)
+        try:
+            _create_private(self._path)
+        except OSError as error:
+            raise StoreUnusable(self._path, unusable_reason(self._path, error) or str(error)) \
+                from None
         self._pending_writes: list[
             tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]]
         ] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skupper-sqlite")
         try:
             self._executor.submit(self._open).result()
-        except BaseException:
+        except BaseException as error:
             self._closed = True
             self._executor.shutdown(wait=True)
+            reason = unusable_reason(self._path, error)
+            if reason is not None:
+                raise StoreUnusable(self._path, reason) from None
             raise
 
     # --- Store protocol -------------------------------------------------------------------
@@ -202,6 +261,18 @@ class SqliteStore:
             if self._closed:  # the executor was shut down between the check and the submit
                 raise _Closed() from error
             raise
+        except sqlite3.Error as error:
+            raise self._unusable(error) from None
+
+    def _unusable(self, error: BaseException) -> BaseException:
+        """``error`` as StoreUnusable if it means damage (remembered), else unchanged."""
+        reason = unusable_reason(self._path, error) if isinstance(error, sqlite3.Error) else None
+        if reason is None:
+            return error
+        unusable = StoreUnusable(self._path, reason, opening=False)
+        if self.failure is None:
+            self.failure = unusable
+        return unusable
 
     async def _woken(self, wake: asyncio.Event) -> bool:
         try:
@@ -241,6 +312,10 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous = FULL")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            # Reading both tables walks their roots: a damaged file fails here, at open,
+            # rather than in the middle of some later command.
+            conn.execute("SELECT COUNT(*) FROM resources").fetchone()
+            conn.execute("SELECT MAX(version) FROM events").fetchone()
         except BaseException:
             conn.close()
             raise
@@ -305,8 +380,9 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 raise
         except BaseException as exc:
+            failure = self._unusable(exc)
             for _, future in batch:
-                future.set_exception(exc)
+                future.set_exception(failure)
             return
         self._notify()
         self._notifier.notify()
@@ -451,6 +527,20 @@ def _replace(target: dict[str, Any], source: dict[str, Any], key: str) -> None:
         target[key] = source[key]
     else:
         target.pop(key, None)
+
+
+def _check_regular_file(path: Path) -> None:
+    """A directory, FIFO or device in the database's place is refused before SQLite opens it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise StoreUnusable(path, unusable_reason(path, error) or str(error)) from None
+    if stat.S_ISDIR(mode):
+        raise StoreUnusable(path, "it is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise StoreUnusable(path, "it is not a regular file")
 
 
 def _create_private(path: Path) -> None:
