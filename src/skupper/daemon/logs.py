@@ -34,14 +34,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from skupper.base.text import printable
 
 MAX_BYTES = 5 * 1024 * 1024
 BACKUP_COUNT = 3
-BURST = 20  # records of one template written back to back before limiting starts
-REFILL_SECONDS = 3.0  # then one record of that template per this many seconds
+BURST = 50  # records of one template written back to back before limiting starts
+REFILL_SECONDS = 1.0  # then one record of that template per this many seconds
 MAX_KEYS = 1024  # templates tracked at once (the oldest is forgotten first)
 MAX_MESSAGE = 2000  # characters of one record's text, before escaping
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -261,9 +261,18 @@ def configure(log_file: Path) -> DaemonLog:
 
     Raises OSError when the file cannot be opened (the caller reports it on stderr).
     """
-    handler = PrivateRotatingFileHandler(
+    return _install(PrivateRotatingFileHandler(
         log_file, maxBytes=max_bytes(), backupCount=BACKUP_COUNT, encoding="utf-8",
-    )
+    ))
+
+
+def configure_stream(stream: IO[str]) -> DaemonLog:
+    """The same one-line, rate-limited records on ``stream`` (the cluster controller's
+    stderr, which its container runtime keeps and rotates)."""
+    return _install(logging.StreamHandler(stream))
+
+
+def _install(handler: logging.Handler) -> DaemonLog:
     handler.setFormatter(OneLineFormatter())
     handler.addFilter(MalformedRequests())
     limit = RateLimit(handler.handle)
