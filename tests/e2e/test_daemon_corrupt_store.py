@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -141,6 +142,28 @@ def test_a_daemon_whose_store_is_damaged_says_so_once_and_exits_78(skupper: Skup
         in errors[0]
     assert "Traceback" not in "\n".join(new)
     assert not (skupper.namespace_dir() / "runtime" / "daemon.pid").exists()
+
+
+def test_a_running_daemon_whose_store_gets_damaged_stops_once(skupper: Skupper) -> None:
+    skupper.run("site", "create", "west", "--enable-link-access")
+    pid = skupper.daemon_pid()
+    assert pid is not None
+    store = skupper.namespace_dir() / "store.db"
+    # Fold the WAL into the file (the daemon's cached pages must not hide the damage),
+    # then overwrite the file in place, under the daemon's open connection.
+    with sqlite3.connect(store) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    with open(store, "r+b") as handle:
+        handle.write(os.urandom(store.stat().st_size))
+    wait_for("the daemon to stop", lambda: not alive(pid), 20)
+    log = (skupper.namespace_dir() / "logs" / "daemon.log").read_text().splitlines()
+    errors = [line for line in log if " ERROR " in line or " CRITICAL " in line]
+    assert len(errors) == 1, log[-10:]
+    assert f"Cannot use the site's store at {store}: the file is not a SQLite database" \
+        in errors[0]
+    assert log[-1].endswith("site daemon stopped (exit status 78: nothing to serve from)")
+    one_error_line(skupper.fails("site", "status"), "Cannot open the site's store at")
 
 
 def test_site_start_reports_why_the_daemon_exited_in_one_line(skupper: Skupper) -> None:

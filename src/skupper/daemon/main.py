@@ -27,7 +27,7 @@ from skupper.store.sqlite import SqliteStore, StoreUnusable
 log = logging.getLogger("skupper.daemon")
 
 # How often the daemon checks that its store is still usable (cheap: one attribute).
-_STORE_CHECK_SECONDS = 0.5
+_STORE_CHECK_SECONDS = 0.2
 
 
 def _hold_lock(paths: NamespacePaths) -> int | None:
@@ -39,6 +39,18 @@ def _hold_lock(paths: NamespacePaths) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+class _StoreFailureOnce(logging.Filter):
+    """Drop records about a damaged store: the daemon reports it once, as it stops.
+
+    Until the store check ends the run, every reconcile that touches the store fails
+    with the same StoreUnusable; logging each would be the loop this exit avoids.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, StoreUnusable)
 
 
 async def _store_health(store: SqliteStore) -> None:
@@ -79,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_private_dir(paths.runtime)
         ensure_private_dir(paths.logs)
         daemon_log = logs.configure(paths.log_file)
+        daemon_log.handler.filters.insert(0, _StoreFailureOnce())  # before the rate limit
     except OSError as error:
         _say(f"Cannot open the site daemon's log at {paths.log_file}: "
              f"{error.strerror or error}. Move the offending file aside.")
@@ -99,7 +112,8 @@ def _run_locked(paths: NamespacePaths, namespace: str) -> int:
     try:
         asyncio.run(serve(paths))
     except StoreUnusable as error:
-        log.error("%s; the site daemon stops", error.line())
+        log.error("%s", error.line())
+        log.info("site daemon stopped (exit status %d: nothing to serve from)", EXIT_UNUSABLE)
         return EXIT_UNUSABLE
     except Exception:
         log.critical("site daemon failed", exc_info=True)
