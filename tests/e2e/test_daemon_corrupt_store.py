@@ -181,6 +181,23 @@ def test_site_start_reports_why_the_daemon_exited_in_one_line(skupper: Skupper) 
     assert skupper.daemon_pid() is None
 
 
+def test_damaged_folders_beside_the_store_are_one_line_too(skupper: Skupper) -> None:
+    skupper.run("site", "create", "west")
+    skupper.run("system", "stop")
+    lock = skupper.namespace_dir() / "runtime" / "daemon.lock"
+    lock.unlink()
+    lock.mkdir()
+    one_error_line(skupper.fails("site", "status"),
+                   f"Cannot tell whether the site daemon runs: {lock} cannot be opened")
+    one_error_line(skupper.fails("system", "start"), "Move it aside")
+    lock.rmdir()
+    namespaces = skupper.home / "data" / "skupper" / "namespaces"
+    shutil.rmtree(namespaces)
+    namespaces.write_text("not a folder")
+    one_error_line(skupper.fails("site", "create", "west"),
+                   f"Cannot create the site's folder {namespaces}")
+
+
 def test_the_systemd_unit_does_not_restart_a_daemon_that_cannot_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,7 +62,14 @@ class NamespacePaths:
         """Create the namespace folder; it, ``namespaces/`` and ``skupper/`` are 0700."""
         namespaces = self.root.parent
         for folder in (namespaces.parent, namespaces, self.root):
-            ensure_private_dir(folder)
+            try:
+                ensure_private_dir(folder)
+            except OSError as error:
+                raise SkupperError(
+                    f"Cannot create the site's folder {folder}",
+                    error.strerror or str(error),
+                    "Move whatever is in its place aside.",
+                ) from None
         return self.root
 
     def open_store(self) -> SqliteStore:

@@ -38,7 +38,14 @@ def daemon_pid(paths: NamespacePaths) -> int | None:
     """The running daemon's pid, or None when no daemon holds the namespace's lock."""
     if not paths.lock_file.exists():
         return None
-    fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as error:
+        raise SkupperError(
+            f"Cannot tell whether the site daemon runs: {paths.lock_file} cannot be opened",
+            error.strerror or str(error),
+            "Move it aside (no daemon can run while it is in the way).",
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
