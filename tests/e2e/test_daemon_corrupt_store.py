@@ -84,6 +84,10 @@ def test_every_command_says_in_one_line_that_the_store_is_damaged(
         ("listener", "status"),
         ("connector", "status"),
         ("system", "start"),
+        ("site", "create", "again"),
+        ("access-token", "redeem", str(skupper.home / "first.yaml")),
+        ("link", "delete", "any"),
+        ("listener", "delete", "backend"),
     )
     for command in commands:
         done = skupper.fails(*command)
