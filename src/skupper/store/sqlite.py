@@ -49,6 +49,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 KEEP_EVENTS = 10_000
+_BUSY_SECONDS = 10.0  # how long a write waits for another process's write lock
 _PRUNE_EVERY = 100  # pruning is a range delete on the primary key: cheap, but not every write
 _BATCH = 500  # events read per query by a watch
 _MAX_BATCH = 64  # writes committed together at most (bounds one transaction's length)
@@ -86,6 +87,18 @@ class StoreUnusable(SkupperError, StoreError):
         self.reason = reason
 
 
+class StoreBusy(SkupperError, StoreError):
+    """Another process held the database's write lock for the whole busy timeout."""
+
+    def __init__(self, path: Path, seconds: float) -> None:
+        super().__init__(
+            f"The site's store at {path} stayed locked for {seconds:g} s",
+            "another process holds it (database is locked)",
+            "Try again; a site daemon that is suspended (kill -STOP) holds it until it "
+            "is resumed.",
+        )
+
+
 def unusable_reason(path: Path, error: BaseException) -> str | None:
     """Why ``error`` means the file at ``path`` cannot serve as a store; None if it may pass.
 
@@ -121,8 +134,17 @@ _DAMAGE = (
 class SqliteStore:
     """The ``Store`` of one namespace, kept in the SQLite file ``path``."""
 
-    def __init__(self, path: Path, *, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self, path: Path, *, poll_interval: float = 0.5, busy_seconds: float = _BUSY_SECONDS
+    ) -> None:
         self._path = Path(path)
+        self._busy_seconds = busy_seconds
+        _check_regular_file(self._path)
+        try:
+            _create_private(self._path)
+        except OSError as error:
+            raise StoreUnusable(self._path, unusable_reason(self._path, error) or str(error)) \
+                from None
         # Another process's commit wakes watchers through a ping (store.notify); the poll
         # is only the safety net for a lost ping, so it can be slow and cost nothing.
         self._poll_interval = poll_interval
@@ -136,12 +158,6 @@ class SqliteStore:
         # The first sign that the file is damaged, kept so a long-running owner (the
         # daemon) can stop once instead of failing every operation in a loop.
         self.failure: StoreUnusable | None = None
-        _check_regular_file(self._path)
-        try:
-            _create_private(self._path)
-        except OSError as error:
-            raise StoreUnusable(self._path, unusable_reason(self._path, error) or str(error)) \
-                from None
         self._pending_writes: list[
             tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]]
         ] = []
@@ -151,6 +167,9 @@ class SqliteStore:
         except BaseException as error:
             self._closed = True
             self._executor.shutdown(wait=True)
+            self._notifier.close()
+            if type(error) is sqlite3.OperationalError and "locked" in str(error):
+                raise StoreBusy(self._path, self._busy_seconds) from None
             reason = unusable_reason(self._path, error)
             if reason is not None:
                 raise StoreUnusable(self._path, reason) from None
@@ -266,7 +285,11 @@ class SqliteStore:
 
     def _unusable(self, error: BaseException) -> BaseException:
         """``error`` as StoreUnusable if it means damage (remembered), else unchanged."""
-        reason = unusable_reason(self._path, error) if isinstance(error, sqlite3.Error) else None
+        if not isinstance(error, sqlite3.Error):
+            return error
+        if type(error) is sqlite3.OperationalError and "locked" in str(error):
+            return StoreBusy(self._path, self._busy_seconds)
+        reason = unusable_reason(self._path, error)
         if reason is None:
             return error
         unusable = StoreUnusable(self._path, reason, opening=False)
@@ -305,9 +328,9 @@ class SqliteStore:
     # --- worker thread --------------------------------------------------------------------
 
     def _open(self) -> None:
-        conn = sqlite3.connect(self._path, timeout=10.0, isolation_level=None)
+        conn = sqlite3.connect(self._path, timeout=self._busy_seconds, isolation_level=None)
         try:
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_seconds * 1000)}")
             _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             conn.execute("PRAGMA synchronous = FULL")
             for statement in _SCHEMA:
