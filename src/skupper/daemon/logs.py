@@ -25,6 +25,7 @@ import io
 import logging
 import logging.handlers
 import os
+import re
 import sys
 import threading
 import time
@@ -136,6 +137,20 @@ class _Bucket:
     sample: str = ""
 
 
+_VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+")
+
+
+def _template(msg: object) -> str:
+    """What records of one kind share: the first line, numbers and addresses blanked.
+
+    Most records carry their values as %-args, so ``msg`` is already the template; a
+    message built beforehand (asyncio's "SSL handshake failed\nprotocol: <... at 0x...>")
+    would otherwise make every record its own kind and escape the limit.
+    """
+    text = str(msg)[:MAX_MESSAGE].split("\n", 1)[0]
+    return _VARYING.sub("#", text)[:200]
+
+
 class RateLimit(logging.Filter):
     """Per (logger, template) token buckets; dropped records are counted, then reported.
 
@@ -166,7 +181,7 @@ class RateLimit(logging.Filter):
         if record.name == _SUMMARY_LOGGER:
             return True
         now = self._clock()
-        key = (record.name, str(record.msg)[:MAX_MESSAGE])
+        key = (record.name, _template(record.msg))
         summaries: list[logging.LogRecord] = []
         with self._lock:
             bucket = self._buckets.get(key)

@@ -158,12 +158,22 @@ def test_rate_limit_reports_a_template_that_went_quiet() -> None:
     assert [r.getMessage().split(" of ")[0] for r in reported] == ["suppressed 8 similar messages"]
 
 
+def test_rate_limit_treats_messages_that_differ_only_in_numbers_as_one_kind() -> None:
+    reported: list[logging.LogRecord] = []
+    limit = logs.RateLimit(reported.append, burst=3, clock=_Clock())
+    passed = sum(limit.filter(_record(
+        "asyncio", f"SSL handshake failed on port {i}\nprotocol: <object at 0x{i:x}>"))
+        for i in range(100))
+    assert passed == 3
+
+
 def test_rate_limit_tracks_a_bounded_number_of_templates() -> None:
     reported: list[logging.LogRecord] = []
     limit = logs.RateLimit(reported.append, burst=1, max_keys=10, clock=_Clock())
     for i in range(10_000):
-        limit.filter(_record("a", f"unique {i}"))  # pre-formatted messages: each its own key
-        limit.filter(_record("a", f"unique {i}"))
+        key = "".join(chr(ord("a") + int(d)) for d in str(i))  # no digits: each its own kind
+        limit.filter(_record("a", f"unique {key}"))
+        limit.filter(_record("a", f"unique {key}"))
     assert len(limit._buckets) <= 10
     assert sum(int(r.getMessage().split()[1]) for r in reported) >= 9_990
 
