@@ -24,7 +24,6 @@ import functools
 import json
 import os
 import sqlite3
-import stat
 import threading
 import time
 import uuid
@@ -33,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from skupper.base.errors import SkupperError
 from skupper.resources.model import Resource, now_rfc3339, valid_name
 from skupper.store.interface import (
     AlreadyExists,
@@ -44,6 +42,14 @@ from skupper.store.interface import (
     WatchEvent,
 )
 from skupper.store.notify import Notifier, Subscription, registry_for
+from skupper.store.sqlite_errors import (
+    StoreBusy,
+    StoreUnusable,
+    check_regular_file,
+    unusable_reason,
+)
+
+__all__ = ["SqliteStore", "StoreBusy", "StoreUnusable"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -73,62 +79,6 @@ class _Closed(StoreError):
         super().__init__("the store is closed")
 
 
-class StoreUnusable(SkupperError, StoreError):
-    """The database file is damaged, not a database, or not a file: no retry helps."""
-
-    def __init__(self, path: Path, reason: str, *, opening: bool = True) -> None:
-        verb = "open" if opening else "use"
-        super().__init__(
-            f"Cannot {verb} the site's store at {path}",
-            reason,
-            'Move it aside, or run "skupper site delete" to remove the namespace.',
-        )
-        self.path = path
-        self.reason = reason
-
-
-class StoreBusy(SkupperError, StoreError):
-    """Another process held the database's write lock for the whole busy timeout."""
-
-    def __init__(self, path: Path, seconds: float) -> None:
-        super().__init__(
-            f"The site's store at {path} stayed locked for {seconds:g} s",
-            "another process holds it (database is locked)",
-            "Try again; a site daemon that is suspended (kill -STOP) holds it until it "
-            "is resumed.",
-        )
-
-
-def unusable_reason(path: Path, error: BaseException) -> str | None:
-    """Why ``error`` means the file at ``path`` cannot serve as a store; None if it may pass.
-
-    A locked or busy database is another process at work, not damage; errors that
-    come from this module's own SQL (integrity, programming) are bugs, not damage.
-    """
-    if isinstance(error, OSError):
-        if path.is_dir():
-            return "it is a directory, not a file"
-        return f"{error.strerror or type(error).__name__}".lower()
-    if type(error) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
-        return None
-    text = str(error)
-    if "locked" in text or "busy" in text:
-        return None
-    if path.is_dir():
-        return "it is a directory, not a file"
-    for fragment, meaning in _DAMAGE:
-        if fragment in text:
-            return f"{meaning} ({text})"
-    return f"SQLite cannot read it ({text})" if type(error) is sqlite3.DatabaseError else None
-
-
-_DAMAGE = (
-    ("not a database", "the file is not a SQLite database"),
-    ("malformed", "the database is damaged"),
-    ("unable to open", "the file cannot be opened"),
-    ("disk I/O error", "reading the file failed"),
-    ("readonly", "the file is read-only"),
-)
 
 
 class SqliteStore:
@@ -139,7 +89,7 @@ class SqliteStore:
     ) -> None:
         self._path = Path(path)
         self._busy_seconds = busy_seconds
-        _check_regular_file(self._path)
+        check_regular_file(self._path)
         try:
             _create_private(self._path)
         except OSError as error:
@@ -550,20 +500,6 @@ def _replace(target: dict[str, Any], source: dict[str, Any], key: str) -> None:
         target[key] = source[key]
     else:
         target.pop(key, None)
-
-
-def _check_regular_file(path: Path) -> None:
-    """A directory, FIFO or device in the database's place is refused before SQLite opens it."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        raise StoreUnusable(path, unusable_reason(path, error) or str(error)) from None
-    if stat.S_ISDIR(mode):
-        raise StoreUnusable(path, "it is a directory, not a file")
-    if not stat.S_ISREG(mode):
-        raise StoreUnusable(path, "it is not a regular file")
 
 
 def _create_private(path: Path) -> None:
