@@ -179,7 +179,8 @@ def _log_files(session: Session) -> list[Path]:
     path = Path(str(log_file)) if log_file else None
     if path is None or not path.parent.is_dir():
         return []
-    return sorted(p for p in path.parent.glob(path.name + "*") if p.is_file())
+    # daemon.log and its rotations, and daemon-stderr.log (what came before the log).
+    return sorted(p for p in path.parent.glob("daemon*.log*") if p.is_file())
 
 
 def _tail(path: Path) -> bytes:

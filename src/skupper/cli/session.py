@@ -116,8 +116,11 @@ async def wait_until(
     async def watch_daemon() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        exited = getattr(session.platform, "daemon_exited", None)
         while True:
             await asyncio.sleep(_LIVENESS_INTERVAL)
+            if exited is not None and exited():  # the one this command started: no grace
+                return
             if not session.platform.running() and loop.time() - started > _STARTUP_GRACE:
                 return
 

@@ -221,13 +221,31 @@ def delete(name: str | None, target: Target) -> None:
     from skupper.cli.session import no_site_error
 
     platform = target.platform()
-    site_name = run(_site_name(target)) if platform.has_state() else None
-    if site_name is None or (name and name != site_name):
+    unreadable: str | None = None
+    try:
+        site_name = run(_site_name(target)) if platform.has_state() else None
+    except SkupperError as error:
+        if not _is_unusable_store(error):
+            raise
+        # The store cannot say which site this is, but deleting is exactly what the
+        # error tells the user to do: the namespace goes, whatever its store holds.
+        unreadable, site_name = error.why, name
+    if unreadable is None and (site_name is None or (name and name != site_name)):
         raise no_site_error(target.namespace, "to delete")
     click.echo("Waiting for deletion to complete...")
     platform.stop(remove_unit=True)
     platform.remove_state()
-    click.echo(f'Site "{site_name}" is deleted.')
+    if unreadable is None:
+        click.echo(f'Site "{site_name}" is deleted.')
+    else:
+        click.echo(f'The site of namespace "{target.namespace}" is deleted '
+                   f"(its store could not be read: {unreadable}).")
+
+
+def _is_unusable_store(error: SkupperError) -> bool:
+    from skupper.store.sqlite import StoreUnusable  # only local stores can be damaged so
+
+    return isinstance(error, StoreUnusable)
 
 
 async def _site_name(target: Target) -> str | None:

@@ -207,12 +207,9 @@ async def _run(store: Any, secrets: Any, namespace: str, lease: LeaderLease) -> 
 
 def main(namespace: str | None, kubeconfig: str | None, context: str | None) -> int:
     """Run until SIGTERM; 0 on a clean stop, 1 with one log line on a fatal error."""
-    logging.basicConfig(
-        level=os.environ.get("SKUPPER_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.Formatter.converter = lambda *_: datetime.now(UTC).timetuple()
+    from skupper.daemon import logs
+
+    logs.configure_stream(sys.stderr)  # one escaped line per record, rate-limited
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per API request
     from skupper.platforms.kubeconfig import context_namespace
 

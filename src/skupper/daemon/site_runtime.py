@@ -28,6 +28,9 @@ from skupper.resources import Resource
 from skupper.store.interface import SecretStore, Store
 
 STOP_SIGNAL_TASK = "stop-signal"
+# After everything was told to stop, tasks still winding down (a link's handler
+# closing its connection) get this long before the loop cancels them.
+DRAIN_SECONDS = 2.0
 
 
 class SiteRuntime:
@@ -113,6 +116,7 @@ class SiteRuntime:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.stop()
+            await _drain_other_tasks(DRAIN_SECONDS)
 
     async def stop(self) -> None:
         await self.observation.stop()
@@ -120,3 +124,15 @@ class SiteRuntime:
         await self.services.stop()
         await self.link_access.disable()
         await self.writer.flush_and_stop()
+
+
+async def _drain_other_tasks(timeout: float) -> None:
+    """Let tasks that are ending on their own end, so none is cancelled mid-cleanup.
+
+    A link handler cancelled while it closes its connection makes Python 3.11's
+    asyncio.streams log a CancelledError traceback; a clean stop logs none.
+    """
+    current = asyncio.current_task()
+    others = {task for task in asyncio.all_tasks() if task is not current}
+    if others:
+        await asyncio.wait(others, timeout=timeout)

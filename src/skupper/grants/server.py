@@ -289,7 +289,14 @@ class _OneLine(logging.Filter):
         exc = record.exc_info[1]
         if record.name == "asyncio" and not isinstance(exc, self._PEER_CAUSED):
             return True  # a bug in this process: keep the traceback
-        record.msg = f"{printable(record.getMessage(), 160)}: {_short(exc)}"
+        if type(exc).__module__ == "aiohttp.http_exceptions":
+            # A request aiohttp could not parse: its message quotes the request's bytes
+            # (a code, perhaps), so only the peer and the kind of error are kept.
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = (f"malformed HTTP request from {printable(remote, 64)} refused: "
+                          f"{type(exc).__name__} (HTTP {getattr(exc, 'code', 400)})")
+        else:
+            record.msg = f"{printable(record.getMessage(), 160)}: {_short(exc)}"
         record.args = ()
         record.exc_info = None
         record.exc_text = None

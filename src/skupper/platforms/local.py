@@ -1,12 +1,14 @@
 """The local platform's files: where a namespace's state lives on this machine.
 
-    $XDG_DATA_HOME/skupper/namespaces/<ns>/     0700
+    $XDG_DATA_HOME/skupper/                     0700 (so is namespaces/)
+      namespaces/<ns>/                          0700
         store.db             resources and redemption counts (SQLite, WAL)
         secrets/<name>/      tls.crt, tls.key, ca.crt (0600 files, 0700 folders)
         runtime/daemon.pid   the daemon's pid
         runtime/daemon.lock  held (flock) by the running daemon for its lifetime
         runtime/ports.json   ports chosen at first start, reused after restarts
-        logs/daemon.log
+        logs/daemon.log      the daemon's log, rotated (daemon.log.1 ...), 0600
+        logs/daemon-stderr.log  what the daemon printed before its log was open
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skupper.base.errors import SkupperError
+from skupper.base.files import ensure_private_dir
+
+if TYPE_CHECKING:
+    from skupper.store.sqlite import SqliteStore
 
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -51,6 +58,39 @@ class NamespacePaths:
     def namespace(self) -> str:
         return self.root.name
 
+    def make_root(self) -> Path:
+        """Create the namespace folder; it, ``namespaces/`` and ``skupper/`` are 0700."""
+        namespaces = self.root.parent
+        for folder in (namespaces.parent, namespaces, self.root):
+            try:
+                ensure_private_dir(folder)
+            except OSError as error:
+                raise SkupperError(
+                    f"Cannot create the site's folder {folder}",
+                    error.strerror or str(error),
+                    "Move whatever is in its place aside.",
+                ) from None
+        return self.root
+
+    def open_store(self) -> SqliteStore:
+        """The namespace's store; StoreUnusable (one line) when the file is damaged."""
+        from skupper.store.sqlite import SqliteStore, StoreUnusable
+
+        self.make_root()
+        if self._store_emptied():
+            raise StoreUnusable(self.store, "the file is empty although the site has state "
+                                            "(it was truncated or replaced)")
+        return SqliteStore(self.store)
+
+    def _store_emptied(self) -> bool:
+        # A new store is empty only until its schema is written, before any secret
+        # exists; an empty one beside secrets lost everything it held.
+        try:
+            empty = self.store.stat().st_size == 0
+            return empty and any(self.secrets.iterdir())
+        except OSError:
+            return False
+
     @property
     def store(self) -> Path:
         return self.root / "store.db"
@@ -82,3 +122,7 @@ class NamespacePaths:
     @property
     def log_file(self) -> Path:
         return self.logs / "daemon.log"
+
+    @property
+    def stderr_file(self) -> Path:
+        return self.logs / "daemon-stderr.log"

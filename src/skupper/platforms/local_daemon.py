@@ -15,20 +15,37 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skupper.base.errors import SkupperError
 from skupper.base.files import ensure_private_dir
 from skupper.platforms.local import NamespacePaths
 
+if TYPE_CHECKING:
+    import subprocess
+
 STOP_GRACE_SECONDS = 10.0
 _SYSTEMCTL_TIMEOUT = 5.0
+# The daemon's exit status when it cannot work at all (a damaged store, no log file):
+# sysexits' EX_CONFIG. The unit does not restart on it, so a broken site fails once
+# instead of in a loop.
+EXIT_UNUSABLE = 78
+_LOG_TAIL_BYTES = 64 * 1024
+_STARTING = "site daemon starting"
 
 
 def daemon_pid(paths: NamespacePaths) -> int | None:
     """The running daemon's pid, or None when no daemon holds the namespace's lock."""
     if not paths.lock_file.exists():
         return None
-    fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as error:
+        raise SkupperError(
+            f"Cannot tell whether the site daemon runs: {paths.lock_file} cannot be opened",
+            error.strerror or str(error),
+            "Move it aside (no daemon can run while it is in the way).",
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -106,7 +123,8 @@ def _write_unit(paths: NamespacePaths) -> None:
         "[Service]\n"
         f"ExecStart={' '.join(_daemon_argv(paths.namespace))}\n"
         f"{env_lines}"
-        "Restart=on-failure\nRestartSec=1\n\n"
+        "Restart=on-failure\nRestartSec=1\n"
+        f"RestartPreventExitStatus={EXIT_UNUSABLE}\n\n"
         "[Install]\nWantedBy=default.target\n"
     )
     folder = _unit_dir()
@@ -114,28 +132,86 @@ def _write_unit(paths: NamespacePaths) -> None:
     (folder / unit_name(paths.namespace)).write_text(unit)
 
 
-def start_daemon(paths: NamespacePaths) -> None:
-    """Start the namespace's daemon unless one is running already."""
+def start_daemon(paths: NamespacePaths) -> subprocess.Popen[bytes] | None:
+    """Start the namespace's daemon unless one is running already.
+
+    Returns the process when it was started here as a detached process (not by
+    systemd), so the caller can tell at once when it exits.
+    """
     import subprocess  # here, not at the top: most commands never start anything
 
     if daemon_pid(paths) is not None:
-        return
-    ensure_private_dir(paths.logs)
-    ensure_private_dir(paths.runtime)
+        return None
+    paths.make_root()
+    try:
+        ensure_private_dir(paths.logs)
+        ensure_private_dir(paths.runtime)
+    except OSError as error:
+        raise SkupperError(
+            f"Cannot prepare the site's folders in {paths.root}",
+            error.strerror or str(error),
+            'Move the offending file aside, or run "skupper site delete".',
+        ) from None
     if systemd_user_available():
         _write_unit(paths)
         _systemctl("daemon-reload")
         _systemctl("enable", "--now", unit_name(paths.namespace))
-        return
-    with open(paths.log_file, "ab") as log:
-        subprocess.Popen(
+        return None
+    # The daemon writes its own (rotated) log; its stderr only catches what comes before
+    # that log is open. Truncated at each start, so it stays as small as one start's
+    # output, and 0600 like every other file.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        out = os.open(paths.stderr_file, flags, 0o600)
+    except OSError as error:
+        raise SkupperError(
+            f"Cannot open {paths.stderr_file}",
+            error.strerror or str(error),
+            'Move it aside, or run "skupper site delete".',
+        ) from None
+    try:
+        os.fchmod(out, 0o600)
+        return subprocess.Popen(
             _daemon_argv(paths.namespace),
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=out,
             start_new_session=True,
             close_fds=True,
         )
+    finally:
+        os.close(out)
+
+
+def last_failure(paths: NamespacePaths) -> str | None:
+    """Why the daemon's last run ended, in its own words, or None if it said nothing.
+
+    The last error its log holds after its last "starting" line; else (it died before
+    its log was open) the last line of its stderr. Escaped: a log line is data.
+    """
+    from skupper.base.text import printable
+
+    lines = _tail_lines(paths.log_file)
+    starts = [i for i, line in enumerate(lines) if _STARTING in line]
+    run = lines[starts[-1] + 1:] if starts else lines
+    for line in reversed(run):
+        head, sep, message = line.partition(": ")
+        if sep and (" ERROR " in head or " CRITICAL " in head):
+            return printable(message.strip(), 300)
+    tail = [line for line in _tail_lines(paths.stderr_file) if line.strip()]
+    return printable(tail[-1].strip(), 300) if tail else None
+
+
+def _tail_lines(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - _LOG_TAIL_BYTES))
+            data = handle.read(_LOG_TAIL_BYTES)
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()
 
 
 def _uses_unit(paths: NamespacePaths) -> bool:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from skupper.base.files import ensure_private_dir
 from skupper.platforms import local_daemon
 from skupper.platforms.local import NamespacePaths
 
 OBSERVER_FILE = "observer.json"
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
     from skupper.store.secrets import FileSecretStore
@@ -23,15 +23,13 @@ class LocalPlatform:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.paths = NamespacePaths.for_namespace(namespace)
+        self._started: subprocess.Popen[bytes] | None = None
 
     def has_state(self) -> bool:
         return self.paths.store.exists()
 
     def open_store(self) -> SqliteStore:
-        from skupper.store.sqlite import SqliteStore
-
-        ensure_private_dir(self.paths.root)
-        return SqliteStore(self.paths.store)
+        return self.paths.open_store()
 
     def open_secrets(self) -> FileSecretStore:
         from skupper.store.secrets import FileSecretStore
@@ -42,7 +40,17 @@ class LocalPlatform:
         return local_daemon.daemon_pid(self.paths) is not None
 
     def start(self) -> None:
-        local_daemon.start_daemon(self.paths)
+        self._started = local_daemon.start_daemon(self.paths)
+
+    def daemon_exited(self) -> bool:
+        """The daemon this command started has exited, and no other one runs."""
+        started = self._started
+        return started is not None and started.poll() is not None and not self.running()
+
+    @property
+    def stopped_message(self) -> str:
+        reason = local_daemon.last_failure(self.paths)
+        return f"the site daemon exited: {reason}" if reason else "the site daemon stopped"
 
     def stop(self, *, remove_unit: bool = False) -> bool:
         return local_daemon.stop_daemon(self.paths, remove_unit=remove_unit)

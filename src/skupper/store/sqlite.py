@@ -42,11 +42,20 @@ from skupper.store.interface import (
     WatchEvent,
 )
 from skupper.store.notify import Notifier, Subscription, registry_for
+from skupper.store.sqlite_errors import (
+    StoreBusy,
+    StoreUnusable,
+    check_regular_file,
+    unusable_reason,
+)
+
+__all__ = ["SqliteStore", "StoreBusy", "StoreUnusable"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 KEEP_EVENTS = 10_000
+_BUSY_SECONDS = 10.0  # how long a write waits for another process's write lock
 _PRUNE_EVERY = 100  # pruning is a range delete on the primary key: cheap, but not every write
 _BATCH = 500  # events read per query by a watch
 _MAX_BATCH = 64  # writes committed together at most (bounds one transaction's length)
@@ -70,11 +79,22 @@ class _Closed(StoreError):
         super().__init__("the store is closed")
 
 
+
+
 class SqliteStore:
     """The ``Store`` of one namespace, kept in the SQLite file ``path``."""
 
-    def __init__(self, path: Path, *, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self, path: Path, *, poll_interval: float = 0.5, busy_seconds: float = _BUSY_SECONDS
+    ) -> None:
         self._path = Path(path)
+        self._busy_seconds = busy_seconds
+        check_regular_file(self._path)
+        try:
+            _create_private(self._path)
+        except OSError as error:
+            raise StoreUnusable(self._path, unusable_reason(self._path, error) or str(error)) \
+                from None
         # Another process's commit wakes watchers through a ping (store.notify); the poll
         # is only the safety net for a lost ping, so it can be slow and cost nothing.
         self._poll_interval = poll_interval
@@ -85,16 +105,24 @@ class SqliteStore:
         self._waiters: set[_Waiter] = set()
         self._closed = False
         self._conn: sqlite3.Connection | None = None
-        _create_private(self._path)
+        # The first sign that the file is damaged, kept so a long-running owner (the
+        # daemon) can stop once instead of failing every operation in a loop.
+        self.failure: StoreUnusable | None = None
         self._pending_writes: list[
             tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]]
         ] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skupper-sqlite")
         try:
             self._executor.submit(self._open).result()
-        except BaseException:
+        except BaseException as error:
             self._closed = True
             self._executor.shutdown(wait=True)
+            self._notifier.close()
+            if type(error) is sqlite3.OperationalError and "locked" in str(error):
+                raise StoreBusy(self._path, self._busy_seconds) from None
+            reason = unusable_reason(self._path, error)
+            if reason is not None:
+                raise StoreUnusable(self._path, reason) from None
             raise
 
     # --- Store protocol -------------------------------------------------------------------
@@ -202,6 +230,22 @@ class SqliteStore:
             if self._closed:  # the executor was shut down between the check and the submit
                 raise _Closed() from error
             raise
+        except sqlite3.Error as error:
+            raise self._unusable(error) from None
+
+    def _unusable(self, error: BaseException) -> BaseException:
+        """``error`` as StoreUnusable if it means damage (remembered), else unchanged."""
+        if not isinstance(error, sqlite3.Error):
+            return error
+        if type(error) is sqlite3.OperationalError and "locked" in str(error):
+            return StoreBusy(self._path, self._busy_seconds)
+        reason = unusable_reason(self._path, error)
+        if reason is None:
+            return error
+        unusable = StoreUnusable(self._path, reason, opening=False)
+        if self.failure is None:
+            self.failure = unusable
+        return unusable
 
     async def _woken(self, wake: asyncio.Event) -> bool:
         try:
@@ -234,13 +278,17 @@ class SqliteStore:
     # --- worker thread --------------------------------------------------------------------
 
     def _open(self) -> None:
-        conn = sqlite3.connect(self._path, timeout=10.0, isolation_level=None)
+        conn = sqlite3.connect(self._path, timeout=self._busy_seconds, isolation_level=None)
         try:
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_seconds * 1000)}")
             _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             conn.execute("PRAGMA synchronous = FULL")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            # Reading both tables walks their roots: a damaged file fails here, at open,
+            # rather than in the middle of some later command.
+            conn.execute("SELECT COUNT(*) FROM resources").fetchone()
+            conn.execute("SELECT MAX(version) FROM events").fetchone()
         except BaseException:
             conn.close()
             raise
@@ -305,8 +353,9 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 raise
         except BaseException as exc:
+            failure = self._unusable(exc)
             for _, future in batch:
-                future.set_exception(exc)
+                future.set_exception(failure)
             return
         self._notify()
         self._notifier.notify()
