@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 
 ALREADY_USED = "already been used"
-EXPIRED = "unknown to the issuing site or has expired"
+EXPIRED = "the token has expired (its grant expired at "
 
 
 # --- helpers ------------------------------------------------------------------------------

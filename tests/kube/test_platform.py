@@ -442,4 +442,4 @@ def test_deploy_applies_as_the_whole_install(cluster: Cluster) -> None:
     assert {("Service", "skupper-router"), ("Service", "skupper-grant-server")} <= kinds
     assert len(cluster.objects("deployments", "west")) == 1
     assert {s["metadata"]["name"] for s in cluster.objects("services", "west")} == {
-        "skupper-router", "skupper-grant-server"}
+        "skupper-router", "skupper-grant-server", "skupper-metrics"}

@@ -34,6 +34,11 @@ RETENTION_SETTING = "grant-retention"
 DEFAULT_RETENTION = "24h"
 
 
+# A grant that did its job, or whose time ran out, is not in error: its status says so
+# plainly (access-grant status shows Used, Expired, Revoked).
+GRANT_OUTCOMES = {"RedemptionsUsed": "Used", "Expired": "Expired", "Revoked": "Revoked"}
+
+
 def expiration_time(grant: Resource) -> datetime:
     """When the grant stops being redeemable: creation time plus the window."""
     window = parse_duration(grant["spec"].get("expirationWindow") or DEFAULT_EXPIRATION_WINDOW)
@@ -159,7 +164,7 @@ class GrantReconciler:
             allowed = redemptions_allowed(grant)
         except (ValueError, TypeError, OverflowError) as exc:
             set_condition(grant, "Processed", False, "Error", f"Invalid grant: {exc}")
-            derive_ready(grant, GRANT_REQUIRED)
+            derive_ready(grant, GRANT_REQUIRED, GRANT_OUTCOMES)
             return
         status.setdefault("code", spec.get("code") or generate_code())
         status.setdefault("redemptions", 0)
@@ -176,7 +181,7 @@ class GrantReconciler:
             status["ca"] = state.grant_ca_pem.decode()
             set_condition(grant, "Resolved", True, "Resolved", "OK")
         self._usable(grant, expires, allowed)
-        derive_ready(grant, GRANT_REQUIRED)
+        derive_ready(grant, GRANT_REQUIRED, GRANT_OUTCOMES)
 
     def _usable(self, grant: Resource, expires: datetime, allowed: int) -> None:
         status = grant["status"]

@@ -36,6 +36,10 @@ _REFUSALS = {
 }
 
 
+# A grant server of this project says why it refused a right code for an expired grant.
+_EXPIRED = "No such claim: the grant "
+
+
 @dataclass(frozen=True)
 class Answer:
     """A checked redemption answer: exactly what was asked for, nothing else."""
@@ -90,6 +94,9 @@ def post_redemption(url: str, ca_pem: str, code: str, name: str, subject: str) -
             (response.status, text),
             (f"the server answered {response.status} {printable(text, 200)}", ""),
         )
+        if response.status == 404 and text.startswith(_EXPIRED):
+            why = f"the token has expired (its grant {printable(text[len(_EXPIRED):], 80)})"
+            hint = "Ask the issuing site for a new token."
         raise _fail(url, why, hint)
     if len(body) > MAX_ANSWER_BYTES:
         raise _fail(url, "the answer is too large to be a redemption answer")

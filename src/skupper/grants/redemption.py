@@ -53,6 +53,12 @@ def no_such_claim() -> Refusal:
     return Refusal(404, "No such claim")
 
 
+def expired(when: str) -> Refusal:
+    """Upstream says only "No such claim" for an expired grant; the caller showed the
+    right code, so it may learn why (upstream's redeemers show the text as it is)."""
+    return Refusal(404, f"No such claim: the grant expired at {when}")
+
+
 def used_up() -> Refusal:
     return Refusal(404, "No such access granted")
 
@@ -187,10 +193,10 @@ def judge(
         allowed = 0
     if is_revoked(grant):
         outcome, refusal = "refused: revoked", no_such_claim()
-    elif not allowed:
+    elif not allowed or not expires:
         outcome, refusal = "refused: invalid grant", no_such_claim()
-    elif not expires or parse_rfc3339(expires) <= now:
-        outcome, refusal = "refused: expired", no_such_claim()
+    elif parse_rfc3339(expires) <= now:
+        outcome, refusal = "refused: expired", expired(expires)
     elif made >= allowed:
         outcome, refusal = "refused: used up", used_up()
     elif credential is None:

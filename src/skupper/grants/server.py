@@ -70,7 +70,9 @@ class GrantServerContext:
 def outcome_of(refusal: Refusal) -> str:
     """The metrics' name for a refusal: what happened, in a word or two."""
     if refusal.status == 404:
-        return "used-up" if refusal.reason == used_up().reason else "unknown-or-expired"
+        if refusal.reason == used_up().reason:
+            return "used-up"
+        return "expired" if refusal.reason.startswith("No such claim: ") else "unknown"
     return {403: "wrong-code", 429: "rate-limited"}.get(refusal.status, "bad-request")
 
 

@@ -69,8 +69,13 @@ def set_condition(
     return True
 
 
-def derive_ready(resource: Resource, required: tuple[str, ...]) -> bool:
-    """Compute condition Ready and the top-level status/message from ``required``."""
+def derive_ready(resource: Resource, required: tuple[str, ...],
+                 outcomes: dict[str, str] | None = None) -> bool:
+    """Compute condition Ready and the top-level status/message from ``required``.
+
+    ``outcomes`` maps the reasons that are expected ends, not failures (a grant used
+    up, expired), to the neutral top-level status shown for them instead of Error.
+    """
     status = resource.setdefault("status", {})
     for ctype in required:
         cond = get_condition(resource, ctype)
@@ -78,7 +83,7 @@ def derive_ready(resource: Resource, required: tuple[str, ...]) -> bool:
             reason = cond.get("reason", "Pending") if cond else "Pending"
             message = cond.get("message", f"{ctype} pending") if cond else f"{ctype} pending"
             changed = set_condition(resource, READY, False, reason, message)
-            top = PENDING if reason == "Pending" else ERROR
+            top = PENDING if reason == "Pending" else (outcomes or {}).get(reason, ERROR)
             changed |= bool(status.get("status") != top or status.get("message") != message)
             status["status"] = top
             status["message"] = message
