@@ -97,7 +97,7 @@ def _container_state(platform: ContainerPlatform) -> str:
     if found.get("Running") and found.get("Pid"):
         detail.append(f"host pid {found['Pid']}")
     if found.get("RestartCount"):
-        detail.append(f"restarted {found['RestartCount']} times")
+        detail.append(f"restarts: {found['RestartCount']}")
     if not found.get("Running") and found.get("ExitCode") is not None:
         detail.append(f"exit code {found['ExitCode']}")
     return f"{words} ({', '.join(detail)})"
