@@ -86,9 +86,8 @@ def main() -> int:
                 os.kill(pid, signal.SIGKILL)
                 restarted = linked = 0.0
                 while time.monotonic() - killed < ROUND_TIMEOUT_SECONDS:
-                    now = time.monotonic()
                     if not restarted and _host_pid(engine, name) not in (0, pid):
-                        restarted = now - killed
+                        restarted = time.monotonic() - killed
                     rows = h.skupper("link", "status", "-n", "lc").stdout.splitlines()[1:]
                     if restarted and rows and rows[0].split()[2] == "Ready":
                         linked = time.monotonic() - killed
