@@ -77,6 +77,11 @@ class PrivateDockerd:
 
     def remove(self) -> None:
         self.stop()
+        # dockerd leaves its network namespace mounted in the exec root (netns/default).
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            point = line.split()[1]
+            if point.startswith(f"{self.exec_root}/"):
+                subprocess.run(["umount", point], capture_output=True, timeout=30, check=False)
         shutil.rmtree(self.root / "data", ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
 
