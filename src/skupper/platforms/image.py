@@ -29,6 +29,8 @@ DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DISTRIBUTION = "skupper-py"
 WHEELS_LABEL = "skupper.io/wheels"
 BASE_LABEL = "skupper.io/base-image"
+# Marks the build stage, which the engine keeps as a dangling image: pruned after a build.
+STAGE_LABEL = "skupper.io/build-stage"
 _PIP_TIMEOUT_SECONDS = 600.0
 
 # Two stages: the wheels never reach the final image, only the venv made from them.
@@ -41,6 +43,7 @@ RUN python3 -c 'import sys; assert sys.version_info[:2] == ({major}, {minor}), \
  && python3 -m venv /opt/skupper \\
  && /opt/skupper/bin/pip install --quiet --no-cache-dir --no-index \\
         --find-links /wheels {dist}=={version}
+LABEL {stage_label}=true
 
 FROM {base}
 COPY --from=build /opt/skupper /opt/skupper
@@ -137,13 +140,18 @@ def install_image(engine: Engine, base: str, say: Callable[[str], None]) -> bool
         major, minor = sys.version_info[:2]
         (Path(context) / "Dockerfile").write_text(DOCKERFILE.format(
             base=base, major=major, minor=minor, dist=DISTRIBUTION, version=__version__,
-            labels=_labels(base, digest)))
+            labels=_labels(base, digest), stage_label=STAGE_LABEL))
         say(f"Building the image {image_tag()} FROM {base}...")
         engine.check(["build", "--tag", image_tag(), "--file",
                       str(Path(context) / "Dockerfile"), context],
                      f"Cannot build the image {image_tag()}",
                      hint=f"Check that {base} has python3 {major}.{minor} with venv and pip.",
                      timeout=BUILD_TIMEOUT_SECONDS, env=_build_env(engine))
+    engine.run(["image", "prune", "--force", "--filter", f"label={STAGE_LABEL}=true"])
+    if current is not None and current.get("Id"):
+        # The image this one replaced, untagged now; kept while a site container uses it
+        # (that container is made anew from the new image at its next start).
+        engine.run(["image", "rm", str(current["Id"])])
     return True
 
 
