@@ -148,7 +148,8 @@ def install_image(engine: Engine, base: str, say: Callable[[str], None]) -> bool
                      hint=f"Check that {base} has python3 {major}.{minor} with venv and pip.",
                      timeout=BUILD_TIMEOUT_SECONDS, env=_build_env(engine))
     engine.run(["image", "prune", "--force", "--filter", f"label={STAGE_LABEL}=true"])
-    if current is not None and current.get("Id"):
+    built = engine.inspect("image", image_tag()) or {}
+    if current is not None and current.get("Id") and current.get("Id") != built.get("Id"):
         # The image this one replaced, untagged now; kept while a site container uses it
         # (that container is made anew from the new image at its next start).
         engine.run(["image", "rm", str(current["Id"])])
