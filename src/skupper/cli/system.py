@@ -119,8 +119,8 @@ def _engine_kind(target: Target, action: str) -> str:
 
 @system.command("install", help="Build the site image for the docker or podman platform.")
 @click.option("--base-image", default=None,
-              help="The image to build FROM: python3 3.11+ with venv and pip "
-                   "(default: python:3.11-slim).")
+              help="The image to build FROM: python3 with venv and pip, the same minor "
+                   "version as this skupper's Python (default: python:X.Y-slim for it).")
 @context_options
 def install(base_image: str | None, target: Target) -> None:
     from skupper.platforms.engine import Engine

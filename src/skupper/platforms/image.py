@@ -25,7 +25,8 @@ from skupper.base.errors import SkupperError
 from skupper.platforms.container import IMAGE_REPOSITORY, MANAGED_BY, image_tag
 from skupper.platforms.engine import BUILD_TIMEOUT_SECONDS, Engine, last_line
 
-DEFAULT_BASE_IMAGE = "python:3.11-slim"
+# The wheels are built for this Python, so the default base runs the same minor version.
+DEFAULT_BASE_IMAGE = f"python:{sys.version_info[0]}.{sys.version_info[1]}-slim"
 DISTRIBUTION = "skupper-py"
 WHEELS_LABEL = "skupper.io/wheels"
 BASE_LABEL = "skupper.io/base-image"
