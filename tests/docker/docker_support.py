@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import socketserver
 import subprocess
@@ -156,3 +157,20 @@ def seed_ports(runner: Skupper, namespace: str) -> None:
     runtime.parent.chmod(0o700)
     ports = {"inter-router": free_port(), "edge": free_port(), "grant-server": free_port()}
     (runtime / "ports.json").write_text(json.dumps(ports))
+
+
+def host_network_state() -> str:
+    """IP forwarding and the firewall's rules: what building and running sites must keep."""
+    parts = [Path(f"/proc/sys/net/{p}").read_text().strip()
+             for p in ("ipv4/ip_forward", "ipv6/conf/all/forwarding")]
+    for argv in (["nft", "list", "ruleset"], ["iptables-save"]):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                                  check=False)
+            if done.returncode == 0:
+                rules = (line for line in done.stdout.splitlines() if not line.startswith("#"))
+                # Counters move with every packet: only the rules themselves count.
+                parts.append(re.sub(r"counter packets \d+ bytes \d+|\[\d+:\d+\]", "",
+                                    "\n".join(rules)))
+                break
+    return "\n".join(parts)

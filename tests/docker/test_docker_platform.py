@@ -21,6 +21,7 @@ from docker_support import (
     LOOPBACK,
     ContainerSkupper,
     EngineUnderTest,
+    host_network_state,
     redeem,
     seed_ports,
     serve_between,
@@ -248,6 +249,7 @@ def test_an_engine_socket_not_permitted_says_so(dk: ContainerSkupper, tmp_path: 
 def test_uninstall_then_create_asks_for_install(
         dk: ContainerSkupper, docker_engine: EngineUnderTest) -> None:
     docker = ("--platform", "docker")
+    network = host_network_state()
     try:
         done = dk.run("system", "uninstall", *docker)
         assert done.stdout.strip() == "The image skupper-py:0.1.0 is removed from docker."
@@ -263,3 +265,4 @@ def test_uninstall_then_create_asks_for_install(
     # Installing again with nothing changed builds nothing.
     again = dk.run("system", "install", "--base-image", BASE_IMAGE, *docker, timeout=900)
     assert again.stdout.splitlines()[-1].endswith("(up to date).")
+    assert host_network_state() == network  # the build had no network: no bridge, no rules

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from docker_support import (
+    BASE_IMAGE,
     ContainerSkupper,
     EngineUnderTest,
+    host_network_state,
     redeem,
     seed_ports,
     serve_between,
@@ -29,6 +31,13 @@ pytestmark = pytest.mark.e2e
 
 def test_podman_and_local_sites_link_both_ways_and_survive_a_crash(
         pm: ContainerSkupper, podman_engine: EngineUnderTest, tmp_path: Path) -> None:
+    # Built anew: podman would give a build its bridge network (netavark: firewall rules,
+    # IP forwarding) unless told --network none.
+    network = host_network_state()
+    pm.run("system", "uninstall", "--platform", "podman")
+    pm.run("system", "install", "--platform", "podman", "--base-image", BASE_IMAGE,
+           timeout=900)
+    assert host_network_state() == network
     seed_ports(pm, "pd")
     pm.run("site", "create", "pd", "--enable-link-access", "-n", "pd", "--platform", "podman")
     pm.run("site", "create", "lc", "--enable-link-access", "-n", "lc", "--platform", "systemd")

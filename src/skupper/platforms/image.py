@@ -3,8 +3,9 @@
 No registry holds the image. ``pip wheel`` builds this package and its dependencies
 into wheels on the host (which may reach PyPI when a build container cannot); the
 image installs exactly those wheels with ``--no-index`` into a venv FROM the chosen
-base image. A label records a digest of the wheels' contents, so installing again
-with nothing changed is a no-op, and a changed package or dependency rebuilds.
+base image, with no network at all. A label records a digest of the wheels' contents,
+so installing again with nothing changed is a no-op, and a changed package or
+dependency rebuilds.
 """
 
 from __future__ import annotations
@@ -143,7 +144,9 @@ def install_image(engine: Engine, base: str, say: Callable[[str], None]) -> bool
             base=base, major=major, minor=minor, dist=DISTRIBUTION, version=__version__,
             labels=_labels(base, digest), stage_label=STAGE_LABEL))
         say(f"Building the image {image_tag()} FROM {base}...")
-        engine.check(["build", "--tag", image_tag(), "--file",
+        # --network none: the build installs offline, and a build network would have
+        # the engine set up a bridge, firewall rules and IP forwarding on the host.
+        engine.check(["build", "--network", "none", "--tag", image_tag(), "--file",
                       str(Path(context) / "Dockerfile"), context],
                      f"Cannot build the image {image_tag()}",
                      hint=f"Check that {base} has python3 {major}.{minor} with venv and pip.",
