@@ -64,6 +64,13 @@ def test_docker_and_local_sites_link_both_ways_with_service_traffic(
     serve_between(dk, "dk", "lc", "to-docker")  # a server beside the container
     serve_between(dk, "lc", "dk", "to-local")  # a client of the container's listener
 
+    # The rest of the commands work on the shared store; the container's daemon acts.
+    grants = table(dk.run("access-grant", "status", "-n", "dk").stdout)
+    assert [g["REDEMPTIONS"] for g in grants] == ["1/1"], grants
+    done = dk.run("site", "update", "--link-access-host", "localhost", "-n", "dk")
+    assert done.stdout.splitlines()[-1] == 'Site "dk" is updated.'
+    assert "localhost:" in _status(dk, "dk")["LINK-ACCESS"]
+
     # The container, as the engine runs it: no more than it needs.
     info = docker_engine.inspect("skupper-dk")
     assert info is not None
