@@ -16,7 +16,7 @@ if "$engine" image inspect "$image" >/dev/null 2>&1; then
 fi
 if [ "$engine" = podman ] && docker image inspect "$image" >/dev/null 2>&1; then
   echo "Copying $image from docker to podman..."
-  docker save "$image" | podman load >/dev/null
+  docker save "$image" | podman load --quiet >/dev/null
   podman tag "localhost/$image" "$image" 2>/dev/null || true
   exit 0
 fi

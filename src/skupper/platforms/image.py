@@ -121,7 +121,8 @@ def _build_env(engine: Engine) -> dict[str, str] | None:
 def install_image(engine: Engine, base: str, say: Callable[[str], None]) -> bool:
     """Build ``skupper-py:<version>`` unless it is there, up to date; True if built."""
     engine.reachable()
-    if engine.inspect("image", base) is None:
+    base_image = engine.inspect("image", base)
+    if base_image is None:
         raise SkupperError(
             f"The base image {base} is not in the {engine.kind} engine",
             f"{engine.kind} ({engine.where}) has no image of that name",
@@ -137,12 +138,14 @@ def install_image(engine: Engine, base: str, say: Callable[[str], None]) -> bool
         digest = wheels_digest(folder)
         current = engine.inspect("image", image_tag())
         labels = ((current or {}).get("Config") or {}).get("Labels") or {}
-        if labels.get(WHEELS_LABEL) == digest and labels.get(BASE_LABEL) == base:
+        # The base by name and by id: a base made anew under the same name rebuilds too.
+        based_on = f"{base}@{base_image.get('Id')}"
+        if labels.get(WHEELS_LABEL) == digest and labels.get(BASE_LABEL) == based_on:
             return False
         major, minor = sys.version_info[:2]
         (Path(context) / "Dockerfile").write_text(DOCKERFILE.format(
             base=base, major=major, minor=minor, dist=DISTRIBUTION, version=__version__,
-            labels=_labels(base, digest), stage_label=STAGE_LABEL))
+            labels=_labels(based_on, digest), stage_label=STAGE_LABEL))
         say(f"Building the image {image_tag()} FROM {base}...")
         # --network none: the build installs offline, and a build network would have
         # the engine set up a bridge, firewall rules and IP forwarding on the host.
