@@ -346,15 +346,6 @@ def test_two_namespaces_get_different_ports(skupper: Any) -> None:
     one_error_line(skupper.fails("site", "status"), NO_SITE)  # "default" has no site
 
 
-@pytest.mark.parametrize("platform", ["docker"])
-def test_unbuilt_platforms_say_so(skupper: Any, platform: str) -> None:
-    for args in (("site", "create", "west"), ("site", "status"), ("access-token", "issue", "-")):
-        done = skupper.fails(*args, "--platform", platform)
-        line = one_error_line(done, "not built yet", platform)
-        assert "Traceback" not in done.stderr, line
-    assert not (skupper.home / "data" / "skupper").exists()
-
-
 def test_kubeconfig_selects_kubernetes_when_no_platform_is_set(skupper: Any) -> None:
     kube = skupper.home / ".kube"
     kube.mkdir()

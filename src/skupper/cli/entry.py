@@ -36,9 +36,10 @@ Options:
   --context TEXT                  Select the current kubeconfig context.
   --kubeconfig TEXT               Path to the kubeconfig file to use (kubernetes
                                   platform).
-  --platform [kubernetes|docker|systemd]
-                                  Set the Skupper platform (default:
-                                  SKUPPER_PLATFORM, else kubernetes when a
+  --platform [kubernetes|docker|podman|systemd|linux]
+                                  Set the Skupper platform; linux is systemd
+                                  (default: SKUPPER_PLATFORM, else the
+                                  namespace's own, else kubernetes when a
                                   kubeconfig is found, else systemd).
   -h, --help                      Show this message and exit.
 

@@ -10,8 +10,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from skupper.base.durations import parse_duration
-from skupper.base.errors import NotBuiltError, UsageError
-from skupper.platforms.select import BUILT, PLATFORMS, choose_platform
+from skupper.base.errors import UsageError
+from skupper.platforms.select import (
+    ENGINES,
+    PLATFORMS,
+    check_recorded,
+    choose_platform,
+    explicit_platform,
+    recorded_platform,
+)
 
 if TYPE_CHECKING:
     from skupper.platforms.kubernetes import KubernetesPlatform
@@ -32,26 +39,27 @@ class Target:
     namespace_flag: str | None = None
 
     def platform(self) -> LocalPlatform | KubernetesPlatform:
+        """The platform to work on; a local namespace keeps the one that made it."""
         chosen = choose_platform(self.platform_flag)
         if chosen not in PLATFORMS:
             raise UsageError(
                 f'Unknown platform "{chosen}"', f"choose one of {', '.join(PLATFORMS)}"
             )
-        if chosen not in BUILT:
-            how = (
-                "found a kubeconfig"
-                if chosen == "kubernetes" and not self.platform_flag
-                else "was asked for it"
-            )
-            raise NotBuiltError(
-                f"The {chosen} platform is not built yet in this version of skupper "
-                f"(it {how})",
-                hint="Use --platform systemd, or SKUPPER_PLATFORM=systemd, for a local site.",
-            )
         if chosen == "kubernetes":
             from skupper.platforms.kubernetes import KubernetesPlatform
 
             return KubernetesPlatform(self.namespace, self.context, self.kubeconfig)
+        from skupper.platforms.local import NamespacePaths
+
+        root = NamespacePaths.for_namespace(self.namespace).root
+        recorded = recorded_platform(root)
+        if recorded is not None and explicit_platform(self.platform_flag) is None:
+            chosen = recorded  # nothing asked for a platform: the namespace's own
+        check_recorded(root, self.namespace, chosen)
+        if chosen in ENGINES:
+            from skupper.platforms.container import ContainerPlatform
+
+            return ContainerPlatform(self.namespace, chosen)
         from skupper.platforms.local_platform import LocalPlatform
 
         return LocalPlatform(self.namespace)
@@ -77,8 +85,9 @@ def _context_option_decorators() -> list[Callable[[Any], Any]]:
         click.option("--kubeconfig", default=None,
                      help="Path to the kubeconfig file to use (kubernetes platform)."),
         click.option("--platform", type=click.Choice(PLATFORMS), default=None,
-                     help="Set the Skupper platform (default: SKUPPER_PLATFORM, else "
-                          "kubernetes when a kubeconfig is found, else systemd)."),
+                     help="Set the Skupper platform; linux is systemd (default: "
+                          "SKUPPER_PLATFORM, else the namespace's own, else kubernetes "
+                          "when a kubeconfig is found, else systemd)."),
     ]
 
 

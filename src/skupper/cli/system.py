@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from skupper.base.errors import SkupperError
 from skupper.cli.options import Target, context_options, duration_value, run, timeout_option
+
+if TYPE_CHECKING:
+    from skupper.platforms.container import ContainerPlatform
 
 
 @click.group(help="Start, stop and inspect the site daemon of a namespace.")
@@ -58,6 +63,7 @@ def stop(target: Target) -> None:
 @system.command("status", help="Say whether the site daemon runs, and where its files are.")
 @context_options
 def status(target: Target) -> None:
+    from skupper.platforms.container import ContainerPlatform
     from skupper.platforms.local_daemon import daemon_pid
     from skupper.platforms.local_platform import LocalPlatform
 
@@ -69,11 +75,75 @@ def status(target: Target) -> None:
         click.echo(f"State: the Kubernetes API at {platform.server}")
         click.echo(f"Log: {platform.log_file}")
         return
+    if isinstance(platform, ContainerPlatform):  # the engine's word, never a pid file
+        click.echo(f"Site daemon: {_container_state(platform)}")
+        click.echo(f"State: {platform.paths.root}")
+        click.echo(f"Log: {platform.log_file}")
+        return
     pid = daemon_pid(platform.paths)
     state = "running" if pid is not None else "stopped"
     click.echo(f"Site daemon: {state}" + (f" (pid {pid})" if pid and pid > 0 else ""))
     click.echo(f"State: {platform.paths.root}")
     click.echo(f"Log: {platform.paths.log_file}")
+
+
+def _container_state(platform: ContainerPlatform) -> str:
+    found = platform.state()
+    if found is None:
+        return f"stopped (no container {platform.container})"
+    words = "restarting" if found.get("Restarting") else (
+        "running" if found.get("Running") else "stopped")
+    detail = [f"container {platform.container} {found['Id']}"]
+    if found.get("Running") and found.get("Pid"):
+        detail.append(f"host pid {found['Pid']}")
+    if found.get("RestartCount"):
+        detail.append(f"restarts: {found['RestartCount']}")
+    if not found.get("Running") and found.get("ExitCode") is not None:
+        detail.append(f"exit code {found['ExitCode']}")
+    return f"{words} ({', '.join(detail)})"
+
+
+def _engine_kind(target: Target, action: str) -> str:
+    from skupper.base.errors import UsageError
+    from skupper.platforms.select import ENGINES, choose_platform
+
+    chosen = choose_platform(target.platform_flag)
+    if chosen not in ENGINES:
+        raise UsageError(
+            f"skupper system {action} applies to the docker and podman platforms",
+            f"the {chosen} platform runs the site without an image",
+            'Give "--platform docker" or "--platform podman".',
+        )
+    return chosen
+
+
+@system.command("install", help="Build the site image for the docker or podman platform.")
+@click.option("--base-image", default=None,
+              help="The image to build FROM: python3 with venv and pip, the same minor "
+                   "version as this skupper's Python (default: python:X.Y-slim for it).")
+@context_options
+def install(base_image: str | None, target: Target) -> None:
+    from skupper.platforms.engine import Engine
+    from skupper.platforms.image import DEFAULT_BASE_IMAGE, image_tag, install_image
+
+    engine = Engine(_engine_kind(target, "install"))
+    if install_image(engine, base_image or DEFAULT_BASE_IMAGE, click.echo):
+        click.echo(f"The image {image_tag()} is installed in {engine.kind}.")
+    else:
+        click.echo(f"The image {image_tag()} is installed in {engine.kind} (up to date).")
+
+
+@system.command("uninstall", help="Remove the site image of the docker or podman platform.")
+@context_options
+def uninstall(target: Target) -> None:
+    from skupper.platforms.engine import Engine
+    from skupper.platforms.image import image_tag, uninstall_image
+
+    engine = Engine(_engine_kind(target, "uninstall"))
+    if uninstall_image(engine):
+        click.echo(f"The image {image_tag()} is removed from {engine.kind}.")
+    else:
+        click.echo(f"The image {image_tag()} was not installed in {engine.kind}.")
 
 
 def _in_cluster_only(action: str, namespace: str) -> SkupperError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from datetime import UTC, datetime
 
 from skupper import __version__
 from skupper.base.durations import parse_duration
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 LINK_CERTIFICATE_VALIDITY_SETTING = "link-certificate-validity"
 DEFAULT_LINK_CERTIFICATE_VALIDITY = "43800h"  # five years, as upstream issues them
+# Names this run of the daemon in its Running condition: a pid alone repeats (it is 1 at
+# every start of a container), and an unchanged status is not written, so a restarted
+# daemon would never tell "skupper system start" that it runs.
+_RUN = f"pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def link_certificate_validity(site: Resource) -> float:
@@ -132,7 +137,7 @@ class SiteReconciler:
             set_condition(site, "Configured", True, "Configured", "OK")
         else:
             set_condition(site, "Configured", False, "Error", message)
-        set_condition(site, "Running", True, "Running", f"site daemon running (pid {os.getpid()})")
+        set_condition(site, "Running", True, "Running", f"site daemon running ({_RUN})")
         set_condition(site, "Resolved", resolved, "Resolved" if resolved else "Error", message)
         derive_ready(site, SITE_REQUIRED)
         if repr(site.get("status")) != before:
