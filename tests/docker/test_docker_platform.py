@@ -64,6 +64,21 @@ def test_docker_and_local_sites_link_both_ways_with_service_traffic(
     serve_between(dk, "dk", "lc", "to-docker")  # a server beside the container
     serve_between(dk, "lc", "dk", "to-local")  # a client of the container's listener
 
+    # Both sites see a network of a docker site and a local one, from either side; the
+    # container's observer answers the CLI on the host (host networking).
+    import json
+
+    from tests_support import wait_for
+
+    def platforms(ns: str) -> dict[str, str] | None:
+        doc = json.loads(dk.run("network", "status", "-n", ns, "-o", "json").stdout)
+        found = {site["name"]: site["platform"] for site in doc["sites"]}
+        return found if found == {"dk": "docker", "lc": "systemd"} else None
+
+    wait_for("each site sees the other's platform", lambda: platforms("lc"), 15)
+    assert platforms("dk") is not None
+    assert dk.run("network", "console", "-n", "dk").stdout.startswith("http://127.0.0.1:")
+
     # The rest of the commands work on the shared store; the container's daemon acts.
     grants = table(dk.run("access-grant", "status", "-n", "dk").stdout)
     assert [g["REDEMPTIONS"] for g in grants] == ["1/1"], grants

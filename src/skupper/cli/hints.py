@@ -13,6 +13,8 @@ import re
 
 _QUOTED = re.compile(r'"(skupper [^"]*)"')
 _NAMES_NAMESPACE = re.compile(r"(^| )(-n|--namespace)( |=|$)")
+# Commands about the machine, not a namespace: the site image, the version.
+_NOT_NAMESPACED = ("skupper system install", "skupper system uninstall", "skupper version")
 
 
 def with_namespace(line: str, namespace: str | None) -> str:
@@ -21,7 +23,7 @@ def with_namespace(line: str, namespace: str | None) -> str:
 
     def add(match: re.Match[str]) -> str:
         command = match.group(1)
-        if _NAMES_NAMESPACE.search(command):
+        if _NAMES_NAMESPACE.search(command) or command.startswith(_NOT_NAMESPACED):
             return match.group(0)
         return f'"{command} -n {namespace}"'
 

@@ -36,7 +36,8 @@ IMAGE_REPOSITORY = "skupper-py"
 # docker stop sends TERM, then KILL after this; the daemon stops in well under it.
 STOP_TIMEOUT_SECONDS = 10
 # Passed into the container when set: what the daemon reads from its environment.
-_PASSED_ENV = ("SKUPPER_LINK_ACCESS_HOST", "SKUPPER_BIND_HOST", "SKUPPER_LOG_LEVEL")
+_PASSED_ENV = ("SKUPPER_LINK_ACCESS_HOST", "SKUPPER_BIND_HOST", "SKUPPER_LOG_LEVEL",
+               "SKUPPER_METRICS_HOST")
 
 
 def image_tag() -> str:
@@ -147,6 +148,8 @@ class ContainerPlatform(LocalPlatform):
             "--volume", f"{root}:{root}:rw",
             "--env", f"XDG_DATA_HOME={data_home().parent}",
             "--env", "PYTHONUNBUFFERED=1",
+            # What the site tells the network it runs on (network status, site info).
+            "--env", f"SKUPPER_SITE_PLATFORM={self.name}",
         ]
         if self.name == "podman" and os.getuid() != 0:
             args += ["--userns", "keep-id"]  # rootless: the same uid inside as outside

@@ -24,3 +24,8 @@ def test_a_command_that_names_its_namespace_is_left_alone() -> None:
         'Start it with "skupper system start -n west". '
         'See "skupper link status x -n west".')
     assert with_namespace('Use "skupper x --namespace=a"', "b") == 'Use "skupper x --namespace=a"'
+
+
+def test_commands_about_the_machine_get_no_namespace() -> None:
+    line = 'Build it with "skupper system install --platform docker".'
+    assert with_namespace(line, "west") == line
