@@ -201,6 +201,8 @@ def test_the_api_and_console_need_the_token(line: Net) -> None:
     status, body = get(info["console"])
     assert status == 200 and b"assets/console.js" in body
     assert line.run("network", "console", "-n", "a").stdout.strip() == info["console"]
+    status_lines = line.run("system", "status", "-n", "a").stdout.splitlines()
+    assert f"Metrics: {info['metrics']}" in status_lines
 
 
 def test_views_of_a_stopped_site_say_so(line: Net, tmp_path: Path) -> None:

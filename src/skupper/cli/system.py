@@ -11,6 +11,7 @@ from skupper.cli.options import Target, context_options, duration_value, run, ti
 
 if TYPE_CHECKING:
     from skupper.platforms.container import ContainerPlatform
+    from skupper.platforms.local_platform import LocalPlatform
 
 
 @click.group(help="Start, stop and inspect the site daemon of a namespace.")
@@ -74,17 +75,31 @@ def status(target: Target) -> None:
                    f'"{target.namespace}")')
         click.echo(f"State: the Kubernetes API at {platform.server}")
         click.echo(f"Log: {platform.log_file}")
+        click.echo("Metrics: port 9464 of the controller's pod (Service skupper-metrics)")
         return
     if isinstance(platform, ContainerPlatform):  # the engine's word, never a pid file
         click.echo(f"Site daemon: {_container_state(platform)}")
         click.echo(f"State: {platform.paths.root}")
         click.echo(f"Log: {platform.log_file}")
-        return
-    pid = daemon_pid(platform.paths)
-    state = "running" if pid is not None else "stopped"
-    click.echo(f"Site daemon: {state}" + (f" (pid {pid})" if pid and pid > 0 else ""))
-    click.echo(f"State: {platform.paths.root}")
-    click.echo(f"Log: {platform.paths.log_file}")
+    else:
+        pid = daemon_pid(platform.paths)
+        state = "running" if pid is not None else "stopped"
+        click.echo(f"Site daemon: {state}" + (f" (pid {pid})" if pid and pid > 0 else ""))
+        click.echo(f"State: {platform.paths.root}")
+        click.echo(f"Log: {platform.paths.log_file}")
+    if platform.running():
+        click.echo(f"Metrics: {_metrics_address(platform)}")
+
+
+def _metrics_address(platform: LocalPlatform) -> str:
+    """Where the running daemon serves /metrics, as its observer.json says."""
+    import json
+
+    where = platform.observer_file()
+    try:
+        return str(json.loads(where.read_text())["metrics"]) if where else "-"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not serving yet (see the log)"
 
 
 def _container_state(platform: ContainerPlatform) -> str:
