@@ -105,3 +105,26 @@ def test_links_at_a_stopped_site_and_deleting_an_incoming_link(skupper: Skupper,
     assert (stopped["NAME"], stopped["DIRECTION"], stopped["STATUS"]) == (
         link["NAME"], "incoming", "Stopped")
     assert "not running" in stopped["MESSAGE"]
+
+
+@pytest.mark.parametrize("args", [
+    ("site", "status", "--bogus"), ("bogus",), ("access-token", "issue"),
+    ("link", "status", "-o", "xml"),
+])
+def test_command_line_errors_are_one_line(skupper: Skupper, args: tuple[str, ...]) -> None:
+    done = skupper.fails(*args)
+    assert done.returncode == 2
+    one_error_line(done, "--help")
+
+
+@pytest.mark.parametrize("args", [
+    ("site", "create", "Bad_Name"), ("listener", "create", "Bad_Name", "80"),
+    ("connector", "delete", "Bad_Name"), ("link", "delete", "Bad_Name"),
+    ("link", "status", "Bad_Name"), ("access-grant", "delete", "Bad_Name"),
+    ("access-grant", "status", "Bad_Name"), ("site", "status", "-n", "Bad_Name"),
+])
+def test_an_invalid_name_is_exit_2_wherever_it_comes_from(skupper: Skupper,
+                                                          args: tuple[str, ...]) -> None:
+    done = skupper.fails(*args)
+    assert done.returncode == 2, done.stderr
+    one_error_line(done, "Invalid", "Bad_Name")

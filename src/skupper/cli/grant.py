@@ -7,6 +7,8 @@ from typing import Any
 import click
 
 from skupper.base.errors import SkupperError
+from skupper.cli.help import ReferenceCommand
+from skupper.cli.names import name_callback
 from skupper.cli.options import (
     Target,
     context_options,
@@ -30,8 +32,11 @@ def _no_grant(name: str, namespace: str) -> SkupperError:
     )
 
 
-@access_grant.command("status", help="Show the status of grants in the current site.")
-@click.argument("name", required=False)
+@access_grant.command("status", cls=ReferenceCommand,
+                      help="Show the status of grants in the current site.",
+                      arguments={"name": "The name of a grant: show it in full, with its "
+                                         "redemption ledger."})
+@click.argument("name", required=False, metavar="[name]", callback=name_callback("grant"))
 @output_option
 @context_options
 def status(name: str | None, output: str | None, target: Target) -> None:
@@ -74,8 +79,10 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
     table(["NAME", "REDEMPTIONS", "EXPIRATION", "STATUS", "MESSAGE"], rows)
 
 
-@access_grant.command("delete", help="Delete a grant; its tokens can no longer be redeemed.")
-@click.argument("name")
+@access_grant.command("delete", cls=ReferenceCommand,
+                      help="Delete a grant. Its tokens can no longer be redeemed.",
+                      arguments={"name": "The name of the grant."})
+@click.argument("name", metavar="<name>", callback=name_callback("grant"))
 @context_options
 def delete(name: str, target: Target) -> None:
     run(_delete(target, name))
@@ -132,8 +139,10 @@ def _detail(grant: dict[str, Any]) -> None:
 
 
 @access_grant.command(
-    "revoke", help="Revoke a grant and every certificate issued from it: their links close.")
-@click.argument("name")
+    "revoke", cls=ReferenceCommand,
+    help="Revoke a grant and every certificate issued from it: their links close.",
+    arguments={"name": "The name of the grant."})
+@click.argument("name", metavar="<name>", callback=name_callback("grant"))
 @timeout_option()
 @context_options
 def revoke(name: str, timeout: str, target: Target) -> None:

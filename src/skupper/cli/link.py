@@ -12,6 +12,7 @@ import click
 
 from skupper.base.errors import SkupperError
 from skupper.cli.help import ReferenceCommand
+from skupper.cli.names import name_callback
 from skupper.cli.options import Target, context_options, output_option, run
 
 
@@ -25,7 +26,7 @@ def link() -> None:
               arguments={"name": "The name of a link: show only that one."},
               examples=[("Show every link", "skupper link status"),
                         ("Show one link as YAML", "skupper link status west-1 -o yaml")])
-@click.argument("name", required=False, metavar="[name]")
+@click.argument("name", required=False, metavar="[name]", callback=name_callback("link"))
 @output_option
 @context_options
 def status(name: str | None, output: str | None, target: Target) -> None:
@@ -96,7 +97,7 @@ def _incoming_links(site: dict[str, Any] | None, outgoing: set[str]) -> list[dic
 @link.command("delete", cls=ReferenceCommand, help="Delete a link (and its credentials).",
               arguments={"name": "The name of the link."},
               examples=[("Delete a link", "skupper link delete west-1")])
-@click.argument("name", metavar="<name>")
+@click.argument("name", metavar="<name>", callback=name_callback("link"))
 @context_options
 def delete(name: str, target: Target) -> None:
     run(_delete(target, name))

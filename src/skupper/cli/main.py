@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line like every other error, with where to look instead of click's three.
+        path = exc.ctx.command_path if exc.ctx is not None else "skupper"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        click.echo(f'Error: {message}. See "{path} --help".', err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from skupper.base.errors import SkupperError, UsageError
+from skupper.cli.names import LABEL_LENGTH, name_callback
 from skupper.cli.options import (
     Target,
     context_options,
@@ -36,15 +37,6 @@ class Kind:
     default_host: str
     match_flag: str  # status field: hasMatchingConnector | hasMatchingListener
     match_column: str  # MATCHING-CONNECTOR | MATCHING-LISTENER
-
-
-def check_name(kind: Kind, name: str) -> None:
-    from skupper.resources.model import valid_name
-
-    if not valid_name(name) or len(name) > 63:
-        raise UsageError(f'Invalid {kind.word} name "{name}"',
-                         "use lower-case letters, digits, '-' and '.', starting and ending "
-                         "with a letter or digit")
 
 
 def check_routing_key(key: str) -> None:
@@ -209,7 +201,7 @@ def build_group(kind: Kind, help_text: str) -> click.Group:
                                help=f"The {kind.word} type (only tcp).")
 
     @group.command("create", help=f"Create a {kind.word}.")
-    @click.argument("name")
+    @click.argument("name", callback=name_callback(kind.word, LABEL_LENGTH))
     @click.argument("port")
     @click.option("-r", "--routing-key", default=None,
                   help=f"The identifier that matches listeners and connectors "
@@ -227,7 +219,6 @@ def build_group(kind: Kind, help_text: str) -> click.Group:
                        target: Target) -> None:
         from skupper.resources import new_resource
 
-        check_name(kind, name)
         key = routing_key or name
         check_routing_key(key)
         chosen_host = host or kind.default_host
@@ -246,7 +237,7 @@ def build_group(kind: Kind, help_text: str) -> click.Group:
         run(create(target, kind, resource, wait, seconds))
 
     @group.command("update", help=f"Change a {kind.word}.")
-    @click.argument("name")
+    @click.argument("name", callback=name_callback(kind.word, LABEL_LENGTH))
     @click.option("-r", "--routing-key", default=None, help="A new routing key.")
     @click.option("--host", default=None, help="A new hostname or IP address.")
     @click.option("--port", default=None, help="A new port.")
@@ -272,7 +263,7 @@ def build_group(kind: Kind, help_text: str) -> click.Group:
         run(update(target, kind, name, changes, wait, seconds))
 
     @group.command("delete", help=f"Delete a {kind.word}.")
-    @click.argument("name")
+    @click.argument("name", callback=name_callback(kind.word, LABEL_LENGTH))
     @timeout_option()
     @context_options
     def delete_command(name: str, timeout: str, target: Target) -> None:
@@ -280,7 +271,7 @@ def build_group(kind: Kind, help_text: str) -> click.Group:
         run(delete(target, kind, name, 0))
 
     @group.command("status", help=f"Show the status of {kind.word}s in the current site.")
-    @click.argument("name", required=False)
+    @click.argument("name", required=False, callback=name_callback(kind.word, LABEL_LENGTH))
     @output_option
     @context_options
     def status_command(name: str | None, output: str | None, target: Target) -> None:

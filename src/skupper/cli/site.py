@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from skupper.base.errors import SkupperError, UsageError
+from skupper.cli.names import LABEL_LENGTH, name_callback
 from skupper.cli.options import (
     Target,
     context_options,
@@ -25,16 +26,6 @@ def site() -> None:
     pass
 
 
-def _check_name(name: str) -> None:
-    from skupper.resources.model import valid_name
-
-    if not valid_name(name) or len(name) > 63:
-        raise UsageError(
-            f'Invalid site name "{name}"',
-            "use lower-case letters, digits and '-', starting and ending with a letter or digit",
-        )
-
-
 def _link_access(enable: bool | None, access_type: str | None) -> str | None:
     if access_type is not None:
         if enable is False and access_type != "none":
@@ -46,7 +37,7 @@ def _link_access(enable: bool | None, access_type: str | None) -> str | None:
 
 
 @site.command("create", help="Create a site.")
-@click.argument("name")
+@click.argument("name", callback=name_callback("site", LABEL_LENGTH))
 @click.option("--enable-link-access", is_flag=True, default=False,
               help="Allow access for incoming links from remote sites.")
 @click.option("--link-access-type", type=click.Choice(LINK_ACCESS_TYPES), default=None,
@@ -66,7 +57,6 @@ def create(
     timeout: str,
     target: Target,
 ) -> None:
-    _check_name(name)
     wait = duration_value(timeout, "--timeout")
     from skupper.resources import new_resource
 
@@ -108,7 +98,7 @@ async def _create(target: Target, resource: dict[str, object], wait: float) -> N
 
 
 @site.command("update", help="Change site settings.")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=name_callback("site", LABEL_LENGTH))
 @click.option("--enable-link-access/--disable-link-access", default=None,
               help="Allow or refuse incoming links from remote sites.")
 @click.option("--link-access-type", type=click.Choice(LINK_ACCESS_TYPES), default=None,
@@ -215,7 +205,7 @@ def _mark_stopped(current: dict[str, object]) -> None:
 
 
 @site.command("delete", help="Delete a site and all of its state.")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=name_callback("site", LABEL_LENGTH))
 @context_options
 def delete(name: str | None, target: Target) -> None:
     from skupper.cli.session import no_site_error

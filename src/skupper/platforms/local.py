@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skupper.base.errors import SkupperError
+from skupper.base.errors import SkupperError, UsageError
 from skupper.base.files import ensure_private_dir
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def data_home() -> Path:
 
 def check_namespace(namespace: str) -> str:
     if len(namespace) > 63 or not _NAMESPACE.fullmatch(namespace):
-        raise SkupperError(
+        raise UsageError(  # a bad command line, like every invalid name (exit 2)
             f'Invalid namespace "{namespace}"',
             "a namespace is lower-case letters, digits and '-', at most 63 characters",
         )
