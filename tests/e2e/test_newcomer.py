@@ -128,3 +128,32 @@ def test_an_invalid_name_is_exit_2_wherever_it_comes_from(skupper: Skupper,
     done = skupper.fails(*args)
     assert done.returncode == 2, done.stderr
     one_error_line(done, "Invalid", "Bad_Name")
+
+
+def test_a_default_host_only_this_machine_reaches_is_called_out(skupper: Skupper) -> None:
+    import socket
+
+    from skupper.base.net import only_loopback
+
+    del skupper.env["SKUPPER_LINK_ACCESS_HOST"]
+    fqdn = socket.getfqdn()
+    done = skupper.run("site", "create", "west", "--enable-link-access", "-n", "west",
+                       "--timeout", "60s")
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("Warning:")]
+    if only_loopback(fqdn):
+        (line,) = warnings
+        assert f'"{fqdn}"' in line and "--link-access-host" in line
+    else:
+        assert warnings == []
+    # Told where remote sites reach it, the site says nothing.
+    quiet = skupper.run("site", "create", "east", "--enable-link-access", "-n", "east",
+                        "--link-access-host", "127.0.0.1")
+    assert "Warning" not in quiet.stderr
+
+
+def test_only_loopback() -> None:
+    from skupper.base.net import only_loopback
+
+    assert only_loopback("localhost") and only_loopback("127.0.0.1") and only_loopback("::1")
+    # TEST-NET-1: a numeric address is parsed, never looked up or sent to.
+    assert not only_loopback("192.0.2.10")

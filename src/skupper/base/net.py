@@ -93,3 +93,17 @@ def bind_first_free(host: str, preferred: Iterable[int], start: int) -> socket.s
         except OSError:
             continue
     raise OSError(f"no free port on {host} from {start} to {start + PORT_SEARCH_SPAN - 1}")
+
+
+def only_loopback(host: str) -> bool:
+    """Whether ``host`` is "localhost" or every address it resolves to is a loopback one.
+
+    A name that does not resolve here is not called loopback: remote sites may know it.
+    """
+    if host.rstrip(".").lower() == "localhost" or is_loopback(host):
+        return True
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(is_loopback(str(entry[4][0]).split("%")[0]) for entry in found)

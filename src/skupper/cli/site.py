@@ -72,8 +72,22 @@ def create(
 
         resources([resource], output, single=True)
         return
+    if spec["linkAccess"] != "none" and not host:
+        _warn_if_unreachable(target)
     run(_create(target, resource, wait))
     click.echo(f'Site "{name}" is ready.')
+
+
+def _warn_if_unreachable(target: Target) -> None:
+    """Link access on a default host that only this machine can reach: say so, once."""
+    from skupper.base.net import only_loopback
+
+    default = target.platform().default_link_access_host()
+    if default and only_loopback(default):
+        click.echo(f'Warning: remote sites will not reach this site at "{default}" (this '
+                   "machine's name resolves only to a loopback address). Give the name or "
+                   "address they use with --link-access-host (or SKUPPER_LINK_ACCESS_HOST).",
+                   err=True)
 
 
 async def _create(target: Target, resource: dict[str, object], wait: float) -> None:

@@ -226,6 +226,10 @@ class KubernetesPlatform:
     def log_file(self) -> str:
         return f"kubectl logs deployment/skupper-controller -n {self.namespace}"
 
+    def default_link_access_host(self) -> None:
+        """The controller advertises its Service's address: nothing to check here."""
+        return None
+
     def observer_file(self) -> None:
         """The observer runs in the controller's pod: no file of it on this machine."""
         return None

@@ -64,6 +64,12 @@ class LocalPlatform:
     def log_file(self) -> str:
         return str(self.paths.log_file)
 
+    def default_link_access_host(self) -> str | None:
+        """The host the daemon advertises when no --link-access-host is given."""
+        import socket
+
+        return socket.getfqdn()
+
     def observer_file(self) -> Path | None:
         """Where the daemon says how to reach its observer (metrics, console)."""
         return self.paths.runtime / OBSERVER_FILE
