@@ -243,7 +243,7 @@ def test_engine_errors_are_one_line_and_change_nothing(
         port = str(busy.getsockname()[1])
         done = dk.fails("listener", "create", "busy", port, "--host", LOOPBACK, "-n", "dk",
                         "--wait", "ready", *docker)
-        one_error_line(done, f"{LOOPBACK}:{port}", "address already in use")
+        one_error_line(done, f"{LOOPBACK}:{port}", "another process holds the port")
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,

@@ -157,3 +157,19 @@ def test_only_loopback() -> None:
     assert only_loopback("localhost") and only_loopback("127.0.0.1") and only_loopback("::1")
     # TEST-NET-1: a numeric address is parsed, never looked up or sent to.
     assert not only_loopback("192.0.2.10")
+
+
+def test_a_listener_whose_port_is_taken_says_so_once_and_is_not_left_behind(
+    skupper: Skupper,
+) -> None:
+    import socket
+
+    skupper.run("site", "create", "west")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = skupper.fails("listener", "create", "back", str(port), "--host", "127.0.0.1")
+        one_error_line(done, 'Listener "back" was not created', f"127.0.0.1:{port}",
+                       "another process holds the port", "pick another port")
+    assert skupper.run("listener", "status").stdout.startswith("There are no listeners")

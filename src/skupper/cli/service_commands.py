@@ -116,8 +116,27 @@ async def create(target: Target, kind: Kind, resource: dict[str, Any], wait: str
                 f'in namespace "{target.namespace}"',
                 f'Change it with "skupper {kind.word} update" or delete it first.') from None
         if wait != "none":
-            await _wait(session, kind, name, wait, timeout, since,
-                        int(created["metadata"].get("generation", 1)), "create")
+            try:
+                await _wait(session, kind, name, wait, timeout, since,
+                            int(created["metadata"].get("generation", 1)), "create")
+            except SkupperError:
+                await _undo_if_port_taken(session, kind, name)
+                raise
+
+
+async def _undo_if_port_taken(session: Any, kind: Kind, name: str) -> None:
+    """A listener whose port another process holds is not left behind in Error."""
+    from skupper.controller.service import PORT_IN_USE
+    from skupper.store.interface import NotFound
+
+    try:
+        current = await session.store.get(kind.kind, name)
+    except NotFound:
+        return
+    message = str((current.get("status") or {}).get("message") or "")
+    if PORT_IN_USE in message:
+        await session.store.delete(kind.kind, name)
+        raise SkupperError(f'{kind.kind} "{name}" was not created', message) from None
 
 
 async def update(target: Target, kind: Kind, name: str, changes: dict[str, Any], wait: str,

@@ -22,6 +22,23 @@ SERVICE_REQUIRED = ("Configured", "Matched")
 SUPPORTED_TYPES = ("", "tcp")
 
 
+
+PORT_IN_USE = "another process holds the port"
+
+
+def listen_problem(host: str, port: int, exc: OSError) -> str:
+    """Why a listener cannot listen, in words that say what to do."""
+    import errno
+
+    where = f"cannot listen on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where}: {PORT_IN_USE}; pick another port"
+    if exc.errno == errno.EACCES:
+        return f"{where}: ports below 1024 need privileges; pick a port of 1024 or above"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: {host} is not an address of this machine"
+    return f"{where}: {exc.strerror or exc}"
+
 class ServiceRuntime(Protocol):
     async def ensure_listener(self, name: str, key: str, host: str, port: int) -> None: ...
     async def remove_listener(self, name: str) -> None: ...
@@ -65,8 +82,7 @@ class ServiceReconciler:
                 await self._runtime.ensure_listener(name, spec["routingKey"], spec["host"],
                                                     int(spec["port"]))
             except OSError as exc:
-                problem = f"cannot listen on {spec['host']}:{spec['port']}: " \
-                          f"{exc.strerror or exc}"
+                problem = listen_problem(spec["host"], int(spec["port"]), exc)
         if problem:
             await self._runtime.remove_listener(name)
         matched = not problem and self._runtime.has_connector(spec["routingKey"])
