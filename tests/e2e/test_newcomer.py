@@ -173,3 +173,30 @@ def test_a_listener_whose_port_is_taken_says_so_once_and_is_not_left_behind(
         one_error_line(done, 'Listener "back" was not created', f"127.0.0.1:{port}",
                        "another process holds the port", "pick another port")
     assert skupper.run("listener", "status").stdout.startswith("There are no listeners")
+
+
+REFDOG = SEED.parents[1] / "reference" / "refdog-2024-06"
+
+
+@pytest.mark.parametrize("page", [
+    "access-token-redeem", "grant-delete", "grant-status", "link-delete", "link-status",
+    "site-create", "site-delete", "site-status", "site-update",
+])
+def test_help_carries_its_reference_pages_description_and_arguments(
+    skupper: Skupper, page: str,
+) -> None:
+    file = REFDOG / f"commands-{page}.md"
+    if not file.is_file():
+        pytest.skip(f"no refdog page at {file}")
+    text = file.read_text()
+    description = text.split("<section>", 1)[1].split("</section>", 1)[0].strip()
+    command = page.replace("grant-", "access-grant-").split("-", 1)
+    if page.startswith("access-token"):
+        command = ["access-token", "redeem"]
+    elif page.startswith("grant"):
+        command = ["access-grant", page.split("-", 1)[1]]
+    out = _words(skupper.run(*command, "--help").stdout)
+    assert _words(description.splitlines()[0]) in out
+    for argument in re.findall(r'<h4 id="(\w+)">\1 <span class="option-info">string, '
+                               r'(?:required|optional)', text):
+        assert f"<{argument}>" in out or f"[{argument}]" in out, argument

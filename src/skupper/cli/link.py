@@ -94,7 +94,7 @@ def _incoming_links(site: dict[str, Any] | None, outgoing: set[str]) -> list[dic
     return []
 
 
-@link.command("delete", cls=ReferenceCommand, help="Delete a link (and its credentials).",
+@link.command("delete", cls=ReferenceCommand, help="Delete a link. Its credentials go with it.",
               arguments={"name": "The name of the link."},
               examples=[("Delete a link", "skupper link delete west-1")])
 @click.argument("name", metavar="<name>", callback=name_callback("link"))

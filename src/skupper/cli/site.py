@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from skupper.base.errors import SkupperError, UsageError
+from skupper.cli.help import ReferenceCommand
 from skupper.cli.names import LABEL_LENGTH, name_callback
 from skupper.cli.options import (
     Target,
@@ -36,8 +37,17 @@ def _link_access(enable: bool | None, access_type: str | None) -> str | None:
     return "default" if enable else "none"
 
 
-@site.command("create", help="Create a site.")
-@click.argument("name", callback=name_callback("site", LABEL_LENGTH))
+_CURRENT_SITE = ("The name of the site resource. If not specified, the name is that of the "
+                 "site associated with the current namespace.")
+
+
+@site.command("create", cls=ReferenceCommand, help="Create a site.",
+              arguments={"name": "A name of your choice for the Skupper site. This name is "
+                                 "displayed in the console and CLI output."},
+              examples=[("Create a site", "skupper site create west"),
+                        ("Create a site that can accept links from remote sites",
+                         "skupper site create west --enable-link-access")])
+@click.argument("name", metavar="<name>", callback=name_callback("site", LABEL_LENGTH))
 @click.option("--enable-link-access", is_flag=True, default=False,
               help="Allow access for incoming links from remote sites.")
 @click.option("--link-access-type", type=click.Choice(LINK_ACCESS_TYPES), default=None,
@@ -111,8 +121,14 @@ async def _create(target: Target, resource: dict[str, object], wait: float) -> N
                          what=f'Site "{name}"')
 
 
-@site.command("update", help="Change site settings.")
-@click.argument("name", required=False, callback=name_callback("site", LABEL_LENGTH))
+@site.command("update", cls=ReferenceCommand, help="Change site settings.",
+              arguments={"name": _CURRENT_SITE},
+              examples=[("Update the site to accept links",
+                         "skupper site update --enable-link-access"),
+                        ("Tell remote sites where to reach this one",
+                         "skupper site update --link-access-host west.example.com")])
+@click.argument("name", required=False, metavar="[name]",
+                callback=name_callback("site", LABEL_LENGTH))
 @click.option("--enable-link-access/--disable-link-access", default=None,
               help="Allow or refuse incoming links from remote sites.")
 @click.option("--link-access-type", type=click.Choice(LINK_ACCESS_TYPES), default=None,
@@ -170,7 +186,7 @@ async def _update(
         return site_name
 
 
-@site.command("status", help="Show the current status of a site.")
+@site.command("status", cls=ReferenceCommand, help="Show the current status of a site.")
 @output_option
 @context_options
 def status(output: str | None, target: Target) -> None:
@@ -218,8 +234,10 @@ def _mark_stopped(current: dict[str, object]) -> None:
     derive_ready(current, SITE_REQUIRED)
 
 
-@site.command("delete", help="Delete a site and all of its state.")
-@click.argument("name", required=False, callback=name_callback("site", LABEL_LENGTH))
+@site.command("delete", cls=ReferenceCommand, help="Delete a site. All of its state goes with it.",
+              arguments={"name": _CURRENT_SITE})
+@click.argument("name", required=False, metavar="[name]",
+                callback=name_callback("site", LABEL_LENGTH))
 @context_options
 def delete(name: str | None, target: Target) -> None:
     from skupper.cli.session import no_site_error
