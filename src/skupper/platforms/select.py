@@ -59,7 +59,8 @@ def recorded_platform(root: Path) -> str | None:
     marker = root / PLATFORM_FILE
     try:
         text = marker.read_text().strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no folder yet (or a file in its way:
+        # making the folder says so)
         return "systemd" if (root / "store.db").exists() else None
     except OSError as exc:
         raise SkupperError(f"Cannot read {marker}", exc.strerror or str(exc)) from None
