@@ -13,10 +13,11 @@ One run measures, on 127.0.0.1, every figure for every path, interleaved per rou
   1 link     client -> listener at site a -> link -> connector at site b -> server
   2 links    client -> listener at site a -> b -> c -> connector at site c -> server
 
-With ``--metrics-cost`` a third pair of sites (d -> e) runs with the bridge's byte
-counting taken out (a ``sitecustomize`` the bench writes replaces the two counting
-methods of ``TcpSide`` with copies that do not count), and its path "1 link, uncounted"
-stands beside "1 link": what the metrics cost the data path.
+With ``--metrics-cost`` two more pairs of sites, alike in all else, stand side by side:
+d -> e as shipped ("1 link, counted") and f -> g with the bridge's byte counting taken
+out ("1 link, uncounted": a ``sitecustomize`` the bench writes replaces the two
+counting methods of ``TcpSide`` with copies that do not count): what the metrics cost
+the data path.
 
 Figures: throughput of one stream and of 16 parallel streams (the client sends, the
 server counts and answers one byte when all arrived), request/response latency p50
@@ -333,25 +334,29 @@ bridge.TcpSide.deliver = deliver
 '''
 
 
-def _uncounted_sites(h: Hermetic, work: Path, ports: dict[str, int]) -> dict[str, int]:
-    """Sites d -> e like a -> b, their daemons without the bridge's byte counting."""
-    patch = work / "uncounted"
-    patch.mkdir(mode=0o700)
-    (patch / "sitecustomize.py").write_text(_UNCOUNTED)
+def _pair(h: Hermetic, work: Path, ports: dict[str, int], first: str, second: str,
+          *, counting: bool) -> dict[str, int]:
+    """Sites first -> second alone (one link, one listener, one connector per service),
+    their daemons with or without the bridge's byte counting: two such pairs differ in
+    nothing else."""
     saved = dict(h.env)
-    h.env["PYTHONPATH"] = str(patch)
+    if not counting:
+        patch = work / "uncounted"
+        patch.mkdir(mode=0o700, exist_ok=True)
+        (patch / "sitecustomize.py").write_text(_UNCOUNTED)
+        h.env["PYTHONPATH"] = str(patch)
     try:
-        h.skupper("site", "create", "d", "-n", "d", "--enable-link-access")
-        h.skupper("site", "create", "e", "-n", "e")
-        token = work / "d-e.yaml"
-        h.skupper("access-token", "issue", str(token), "-n", "d")
-        h.skupper("access-token", "redeem", str(token), "-n", "e")
+        h.skupper("site", "create", first, "-n", first, "--enable-link-access")
+        h.skupper("site", "create", second, "-n", second)
+        token = work / f"{first}-{second}.yaml"
+        h.skupper("access-token", "issue", str(token), "-n", first)
+        h.skupper("access-token", "redeem", str(token), "-n", second)
         out: dict[str, int] = {}
         for service in ("sink", "echo"):
-            key = f"{service}-uncounted"
-            h.skupper("connector", "create", key, str(ports[service]), "-n", "e")
+            key = f"{service}-{second}"
+            h.skupper("connector", "create", key, str(ports[service]), "-n", second)
             port = _free_port()
-            h.skupper("listener", "create", key, str(port), "--host", LOOPBACK, "-n", "d",
+            h.skupper("listener", "create", key, str(port), "--host", LOOPBACK, "-n", first,
                       "--wait", "ready", "--timeout", "30s")
             out[service] = port
     finally:
@@ -450,7 +455,8 @@ def _bench(h: Hermetic, args: argparse.Namespace) -> int:
     for label, service_ports in _sites(h, work, ports).items():
         paths[label] = (service_ports, False)
     if args.metrics_cost:
-        paths["1 link, uncounted"] = (_uncounted_sites(h, work, ports), False)
+        paths["1 link, counted"] = (_pair(h, work, ports, "d", "e", counting=True), False)
+        paths["1 link, uncounted"] = (_pair(h, work, ports, "f", "g", counting=False), False)
 
     results: dict[str, dict[str, list[float]]] = {p: {} for p in paths}
     for round_no in range(args.rounds):
@@ -499,10 +505,11 @@ def _report(results: dict[str, dict[str, list[float]]], memory: dict[str, float]
     else:
         print()
     if "1 link, uncounted" in med:
-        plain = med["1 link, uncounted"]
-        print(f"metrics' cost: 1 link counting {link['one']:.0f} MB/s vs uncounted "
-              f"{plain['one']:.0f} MB/s one stream ({link['one'] / plain['one']:.1%}), "
-              f"{link['sixteen'] / plain['sixteen']:.1%} with 16 streams (target >= 97%)")
+        counted, plain = med["1 link, counted"], med["1 link, uncounted"]
+        print(f"metrics' cost (two like pairs of sites): counting {counted['one']:.0f} MB/s "
+              f"vs uncounted {plain['one']:.0f} MB/s one stream "
+              f"({counted['one'] / plain['one']:.1%}), "
+              f"{counted['sixteen'] / plain['sixteen']:.1%} with 16 streams (target >= 97%)")
     print("memory per idle connection (2 links, RSS growth / connections): " + ", ".join(
         f"site {ns} {kib:.1f} KiB" for ns, kib in memory.items()) + " (target <= 16 KiB)")
     print(f"\n{args.rounds} rounds (medians), {args.mib} MiB per throughput run, "
