@@ -63,10 +63,7 @@ def pair(tmp_path: Path) -> Iterator[Net]:
         net.wait_ready("east", "echo")
         yield net
     finally:
-        skupper.kill_daemons()
-        for server in net.servers:
-            server.shutdown()
-            server.server_close()
+        net.close()
 
 
 def _traffic(port: int, stop: threading.Event) -> None:

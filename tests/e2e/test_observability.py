@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_services import LOOPBACK, Net, echo, echo_once
+from test_services import LOOPBACK, Net, echo, echo_once, line_of_sites
 
 from tests_support import Skupper, hermetic_env, table, wait_for
 
@@ -25,25 +25,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    home = tmp_path_factory.mktemp("observe") / "home"
-    home.mkdir()
-    skupper = Skupper(home=home, env=hermetic_env(home))
-    network = Net(skupper, home.parent)
-    try:
-        skupper.run("site", "create", "a", "-n", "a", "--enable-link-access")
-        skupper.run("site", "create", "b", "-n", "b", "--enable-link-access")
-        skupper.run("site", "create", "c", "-n", "c")
-        network.link("a", "b")
-        network.link("b", "c")
+    with line_of_sites(tmp_path_factory.mktemp("observe")) as network:
         network.connector("c", "echo", network.serve(echo))
         network.echo_port = network.listener("a", "echo")  # type: ignore[attr-defined]
         network.wait_ready("a", "echo")
         yield network
-    finally:
-        skupper.kill_daemons()
-        for server in network.servers:
-            server.shutdown()
-            server.server_close()
 
 
 def observer(net: Net, ns: str) -> dict[str, str]:
@@ -87,6 +73,7 @@ def test_network_status_is_the_same_from_every_site(line: Net) -> None:
     def converged() -> dict[str, Any] | None:
         docs = {ns: network_doc(line, ns) for ns in "abc"}
         complete = all(len(d["sites"]) == 3 and len(d["links"]) == 2 and d["services"]
+                       and all(svc["listeners"] and svc["connectors"] for svc in d["services"])
                        for d in docs.values())
         return docs if complete else None
 

@@ -131,6 +131,13 @@ class Net:
     def run(self, *args: str, check: bool = True) -> Any:
         return self.skupper.run(*args, check=check)
 
+    def close(self) -> None:
+        """Stop every daemon and server of this network (by pid; the servers' threads)."""
+        self.skupper.kill_daemons()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
     def serve(self, handler: Callable[[socket.socket], None]) -> int:
         server, port = serve(handler)
         self.servers.append(server)
@@ -178,12 +185,14 @@ def echo_listener(net: Net) -> int:
     return port
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    home = tmp_path_factory.mktemp("services") / "home"
+@contextlib.contextmanager
+def line_of_sites(folder: Path) -> Iterator[Net]:
+    """Sites a - b - c (b redeemed a's token, c redeemed b's) in a data home under
+    ``folder``; every daemon and server is stopped at the end, also on failure."""
+    home = folder / "home"
     home.mkdir()
     skupper = Skupper(home=home, env=hermetic_env(home))
-    network = Net(skupper, home.parent)
+    network = Net(skupper, folder)
     try:
         skupper.run("site", "create", "a", "-n", "a", "--enable-link-access")
         skupper.run("site", "create", "b", "-n", "b", "--enable-link-access")
@@ -192,10 +201,13 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         network.link("b", "c")
         yield network
     finally:
-        skupper.kill_daemons()
-        for server in network.servers:
-            server.shutdown()
-            server.server_close()
+        network.close()
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    with line_of_sites(tmp_path_factory.mktemp("services")) as network:
+        yield network
 
 
 # --- listeners and connectors --------------------------------------------------------------
