@@ -131,3 +131,55 @@ def test_a_flood_of_network_changes_writes_the_site_status_a_few_times() -> None
     assert 1 <= writes <= 3, writes
     status = writer.resources[("Site", "west")]["status"]
     assert [e["name"] for e in status["incomingLinks"]] == ["last"]
+
+
+class _Services:
+    """What the link manager tells its service router: each link_down rewrites the network
+    at once (as the control plane does through refresh_network)."""
+
+    def __init__(self, links: LinkManager, writer: Writer) -> None:
+        self.links, self.writer = links, writer
+        self.seen_at_link_down: list[Any] = []
+
+    def link_down(self, _conn: Any) -> None:
+        self.links.refresh_network()
+        status = self.writer.resources[("Site", "west")]["status"]
+        self.seen_at_link_down.append([dict(e) for e in status["incomingLinks"]])
+
+    def link_up(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
+
+    def set_stream_handler(self, *_args: Any) -> None:
+        pass
+
+    def network(self, own: Any, others: Any) -> Any:
+        return [own, *others]
+
+    def network_links(self) -> list[Any]:
+        return []
+
+    def set_site(self, *_args: Any) -> None:
+        pass
+
+    def site_name(self, _site_id: str) -> None:
+        return None
+
+    async def on_stream(self, _stream: Any) -> None:
+        pass
+
+
+def test_a_link_the_heartbeat_gave_up_on_is_never_shown_as_gone() -> None:
+    from skupper.router.link import HEARTBEAT_LOST
+
+    links, writer = manager()
+    services = _Services(links, writer)
+    links.services = services
+    east = Connection(hello(EAST_ID, "east", "l1"))
+    east.set_stream_handler = lambda _handler: None  # type: ignore[attr-defined]
+    links.on_incoming(east, 0xE)  # type: ignore[arg-type]
+    east.close(f"{HEARTBEAT_LOST} for 9 s")
+    links.on_incoming(east, None)  # type: ignore[arg-type]
+    # Already in the write that link_down caused: failed, with the reason.
+    (failed,) = services.seen_at_link_down[-1]
+    assert failed["name"] == "l1" and failed["operational"] is False
+    assert failed["message"].startswith(HEARTBEAT_LOST)

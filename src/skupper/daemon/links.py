@@ -224,9 +224,11 @@ class LinkManager:
         if serial is None:
             entry = self._incoming.pop(connection, None)
             self._incoming_serials.pop(connection, None)
+            # Before the services hear of it: they rewrite the network at once, and the
+            # link must then already show as failed, never as gone.
+            self._remember_failed(entry, connection)
             if self.services is not None:
                 self.services.link_down(connection)
-            self._remember_failed(entry, connection)
         else:
             hello = connection.remote_hello
             site_id, name = str(hello["siteId"]), str(hello["siteName"])
