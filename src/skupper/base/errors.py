@@ -33,8 +33,3 @@ class UsageError(SkupperError):
 
     exit_code = 2
 
-
-class NotBuiltError(SkupperError):
-    """A platform or command this project does not implement yet."""
-
-    exit_code = 3
