@@ -57,14 +57,13 @@ async def _document(target: Target) -> dict[str, Any]:
 def _add_round_trips(doc: dict[str, Any], observer_file: Any) -> None:
     """This site's links' heartbeat round trips, live from its observer, where it answers."""
     import contextlib
-    import json
 
-    from skupper.cli.observer_client import fetch_json
+    from skupper.cli.observer_client import fetch_json, read_info
 
-    if observer_file is None:  # kubernetes: the observer is in the cluster
+    info = read_info(observer_file) if observer_file is not None else None  # None: in a cluster
+    if info is None:
         return
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError, SkupperError):
-        info = json.loads(observer_file.read_text())
         live = {lk["name"]: lk.get("rttSeconds") for lk in fetch_json(info, "/network")["links"]}
         for link in doc["links"]:
             if isinstance(live.get(link["name"]), (int, float)):

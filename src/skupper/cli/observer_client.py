@@ -7,10 +7,13 @@ folder once its observer listens; the CLI reads it and asks over HTTP on that ad
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skupper.base.errors import SkupperError
 from skupper.cli.options import Target
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TIMEOUT_SECONDS = 5.0
 
@@ -30,16 +33,24 @@ async def observer_info(target: Target) -> dict[str, str]:
             "Run \"kubectl port-forward deployment/skupper-controller 9464\", then open the "
             "console address that \"kubectl exec deployment/skupper-controller -- cat "
             "/var/run/skupper/observer.json\" gives (its port is 9464).")
-    try:
-        info = json.loads(where.read_text())
-        if not all(isinstance(info.get(k), str) for k in ("metrics", "console", "api", "token")):
-            raise ValueError("incomplete")
-    except (OSError, ValueError):
+    info = read_info(where)
+    if info is None:
         raise SkupperError("The observer is not ready",
                            f"the site daemon has not written {where} yet",
-                           "Wait a moment and try again; see the daemon's log if it lasts.") \
-            from None
-    return {k: str(v) for k, v in info.items()}
+                           "Wait a moment and try again; see the daemon's log if it lasts.")
+    return info
+
+
+def read_info(where: Path) -> dict[str, str] | None:
+    """What ``observer.json`` says (where, and the token); None while it is not there."""
+    try:
+        info = json.loads(where.read_text())
+    except (OSError, ValueError):
+        return None
+    keys = ("metrics", "console", "api", "token")
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in keys):
+        return None
+    return {k: str(info[k]) for k in keys}
 
 
 def fetch_json(info: dict[str, str], path: str) -> Any:

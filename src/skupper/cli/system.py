@@ -93,13 +93,11 @@ def status(target: Target) -> None:
 
 def _metrics_address(platform: LocalPlatform) -> str:
     """Where the running daemon serves /metrics, as its observer.json says."""
-    import json
+    from skupper.cli.observer_client import read_info
 
     where = platform.observer_file()
-    try:
-        return str(json.loads(where.read_text())["metrics"]) if where else "-"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "not serving yet (see the log)"
+    info = read_info(where) if where is not None else None
+    return info["metrics"] if info else "not serving yet (see the log)"
 
 
 def _container_state(platform: ContainerPlatform) -> str:
