@@ -6,11 +6,12 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hosts import Host
+from hosts import Host, Network
 
 from tests_support import SKUPPER, Skupper, table, wait_for
 
@@ -95,3 +96,13 @@ def expose(server_site: HostSkupper, client_site: HostSkupper, name: str,
     server_site.run("connector", "create", name, str(server_port))
     client_site.run("listener", "create", name, str(listen_port), "--wait", "ready",
                     "--timeout", "30s")
+
+
+def linked_pair(network: Network, site_at: Callable[..., HostSkupper], tmp_path: Path,
+                ) -> tuple[Host, Host, HostSkupper, HostSkupper, str]:
+    """Hosts west and east, a site on each (west with link access), east linked to west:
+    (west host, east host, west site, east site, the link's name)."""
+    west_host, east_host = network.add_host("west"), network.add_host("east")
+    west = site_at(west_host, "west")
+    east = site_at(east_host, "east", link_access=False)
+    return west_host, east_host, west, east, link(west, east, tmp_path)

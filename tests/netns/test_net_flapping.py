@@ -17,7 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hosts import Network
-from sites import HostSkupper, expose, incoming_ready, link, link_state, outgoing_ready, rows
+from sites import (
+    HostSkupper,
+    expose,
+    incoming_ready,
+    link_state,
+    linked_pair,
+    outgoing_ready,
+    rows,
+)
 
 from tests_support import wait_for
 
@@ -47,10 +55,7 @@ def heartbeat_downs(site: HostSkupper, name: str) -> int:
 def test_links_recover_from_every_flap_without_duplicates_or_growth(
     network: Network, site_at: Callable[..., HostSkupper], tmp_path: Path,
 ) -> None:
-    west_host, east_host = network.add_host("west"), network.add_host("east")
-    west = site_at(west_host, "west")
-    east = site_at(east_host, "east", link_access=False)
-    name = link(west, east, tmp_path)
+    west_host, east_host, west, east, name = linked_pair(network, site_at, tmp_path)
     west_host.serve("serve-echo", "127.0.0.1", str(ECHO))
     expose(west, east, "echo", ECHO, LISTEN)
     east_host.peer("rtt", "127.0.0.1", str(LISTEN), "5")

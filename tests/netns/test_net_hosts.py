@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 from hosts import Host, Network
-from sites import HostSkupper, expose, link, outgoing_ready, rows
+from sites import HostSkupper, expose, link, linked_pair, outgoing_ready, rows
 
 from tests_support import one_error_line, wait_for
 
@@ -121,10 +121,7 @@ def test_bind_host_all_interfaces_on_request_and_a_bad_one_is_one_line(
 def test_a_link_to_a_host_that_is_down_says_why(
     network: Network, site_at: Callable[..., HostSkupper], tmp_path: Path,
 ) -> None:
-    west_host, east_host = network.add_host("west"), network.add_host("east")
-    west = site_at(west_host, "west")
-    east = site_at(east_host, "east", link_access=False)
-    name = link(west, east, tmp_path)
+    west_host, _east_host, _west, east, name = linked_pair(network, site_at, tmp_path)
     west_host.partition()
     # While west is unreachable, east's redials time out and say where they went.
     wait_for("east to say it cannot reach west",

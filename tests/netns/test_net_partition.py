@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hosts import Host, Network
-from sites import HostSkupper, expose, incoming_ready, link, link_state, outgoing_ready
+from sites import HostSkupper, expose, incoming_ready, link, link_state, linked_pair, outgoing_ready
 
 from tests_support import wait_for
 
@@ -38,10 +38,7 @@ def first_json_line(path: Path) -> dict[str, object]:
 def test_silent_partition_is_reported_at_once_and_heals_within_seconds(
     network: Network, site_at: Callable[..., HostSkupper], tmp_path: Path,
 ) -> None:
-    west_host, east_host = network.add_host("west"), network.add_host("east")
-    west = site_at(west_host, "west")
-    east = site_at(east_host, "east", link_access=False)
-    name = link(west, east, tmp_path)
+    west_host, east_host, west, east, name = linked_pair(network, site_at, tmp_path)
     west_host.serve("serve-echo", "127.0.0.1", str(ECHO_PORT))
     expose(west, east, "echo", ECHO_PORT, LISTEN_PORT)
 
