@@ -62,15 +62,19 @@ class Skupper:
         """Stop every daemon this test started, by pid."""
         for namespace in self.namespaces:
             pid = self.daemon_pid(namespace)
-            if pid is None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and alive(pid):
-                time.sleep(0.02)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            if pid is not None:
+                stop_pid(pid)
+
+
+def stop_pid(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM ``pid``, then SIGKILL it if it is still alive after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def alive(pid: int) -> bool:

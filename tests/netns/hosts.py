@@ -25,14 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests_support import alive
+from tests_support import stop_pid
 
 HERE = Path(__file__).resolve().parent
 WIRE_TOOL = HERE / "nfq_wire.py"
@@ -225,13 +224,7 @@ class Network:
         return process
 
     def stop_pid(self, pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and alive(pid):
-            time.sleep(0.02)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid)
         for process in self.processes:
             if process.pid == pid:
                 with contextlib.suppress(subprocess.TimeoutExpired):
