@@ -6,14 +6,13 @@ Both kinds have the same life: a resource in the store, reconciled by the daemon
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from skupper.base.errors import SkupperError, UsageError
+from skupper.cli.help import ReferenceCommand
 from skupper.cli.names import LABEL_LENGTH, name_callback
 from skupper.cli.options import (
     Target,
@@ -23,11 +22,10 @@ from skupper.cli.options import (
     run,
     timeout_option,
 )
+from skupper.resources.fields import SERVICE_TYPES as TYPES
+from skupper.resources.fields import host_problem, port_number, routing_key_problem
 
 WAIT_CHOICES = ("configured", "ready", "none")
-TYPES = ("tcp",)
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
-                       r"(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -40,32 +38,35 @@ class Kind:
 
 
 def check_routing_key(key: str) -> None:
-    from skupper.resources.model import valid_name
-
-    if not valid_name(key):
-        raise UsageError(f'Invalid routing key "{key}"',
-                         "use lower-case letters, digits, '-' and '.', starting and ending "
-                         "with a letter or digit")
+    problem = routing_key_problem(key)
+    if problem:
+        raise UsageError(f'Invalid routing key "{key}"', problem)
 
 
 def check_host(host: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-        return
-    except ValueError:
-        pass
-    if not _HOSTNAME.fullmatch(host):
-        raise UsageError(f'Invalid host "{host}"', "a valid IP address or hostname is expected")
+    problem = host_problem(host)
+    if problem:
+        raise UsageError(f'Invalid host "{host}"', problem)
 
 
 def port_value(text: str | int, what: str) -> int:
-    try:
-        port = int(text)
-    except (TypeError, ValueError):
-        raise UsageError(f'Invalid {what} "{text}"', "a port number is expected") from None
-    if not 0 < port < 65536:
+    port = port_number(text.strip() if isinstance(text, str) else text)
+    if port is None:
         raise UsageError(f'Invalid {what} "{text}"', "a port number (1-65535) is expected")
     return port
+
+
+def from_flags(kind: Kind, name: str, port: str, routing_key: str | None, host: str | None,
+               type_: str | None) -> dict[str, Any]:
+    """The resource ``create`` stores and ``generate`` prints, from the same flags."""
+    from skupper.resources.build import service_resource
+
+    if routing_key is not None:
+        check_routing_key(routing_key)
+    if host is not None:
+        check_host(host)
+    return service_resource(kind.kind, name, port_value(port, f"{kind.word} port"),
+                            routing_key=routing_key, host=host, type_=type_)
 
 
 def _not_found(kind: Kind, name: str, namespace: str) -> SkupperError:
@@ -219,16 +220,24 @@ def build_group(kind: Kind, help_text: str) -> click.Group:
     type_option = click.option("--type", "type_", type=click.Choice(TYPES), default=None,
                                help=f"The {kind.word} type (only tcp).")
 
+    def spec_options(func: Any) -> Any:
+        """The flags that shape the resource: create and generate take the same ones."""
+        for decorate in reversed([
+            click.argument("name", callback=name_callback(kind.word, LABEL_LENGTH)),
+            click.argument("port"),
+            click.option("-r", "--routing-key", default=None,
+                         help=f"The identifier that matches listeners and connectors "
+                              f"(default: the {kind.word} name)."),
+            click.option("--host", default=None,
+                         help=f"The hostname or IP address of the {kind.word} "
+                              f"(default: {kind.default_host})."),
+            type_option,
+        ]):
+            func = decorate(func)
+        return func
+
     @group.command("create", help=f"Create a {kind.word}.")
-    @click.argument("name", callback=name_callback(kind.word, LABEL_LENGTH))
-    @click.argument("port")
-    @click.option("-r", "--routing-key", default=None,
-                  help=f"The identifier that matches listeners and connectors "
-                       f"(default: the {kind.word} name).")
-    @click.option("--host", default=None,
-                  help=f"The hostname or IP address of the {kind.word} "
-                       f"(default: {kind.default_host}).")
-    @type_option
+    @spec_options
     @wait_option
     @timeout_option()
     @output_option
@@ -236,17 +245,7 @@ def build_group(kind: Kind, help_text: str) -> click.Group:
     def create_command(name: str, port: str, routing_key: str | None, host: str | None,
                        type_: str | None, wait: str, timeout: str, output: str | None,
                        target: Target) -> None:
-        from skupper.resources import new_resource
-
-        key = routing_key or name
-        check_routing_key(key)
-        chosen_host = host or kind.default_host
-        check_host(chosen_host)
-        spec: dict[str, Any] = {"routingKey": key, "host": chosen_host,
-                                "port": port_value(port, f"{kind.word} port")}
-        if type_:
-            spec["type"] = type_
-        resource = new_resource(kind.kind, name, spec)
+        resource = from_flags(kind, name, port, routing_key, host, type_)
         if output:
             from skupper.cli.output import resources
 
@@ -254,6 +253,28 @@ def build_group(kind: Kind, help_text: str) -> click.Group:
             return
         seconds = duration_value(timeout, "--timeout")
         run(create(target, kind, resource, wait, seconds))
+
+    @group.command(
+        "generate", cls=ReferenceCommand,
+        help=f"Generate a {kind.word} resource.\n\nPrint the {kind.kind} resource that "
+             f'"skupper {kind.word} create" would create, without creating anything. '
+             'Apply it with "skupper system apply -f".',
+        short_help=f"Generate a {kind.word} resource.",
+        arguments={"name": f"The name of the {kind.word} resource.",
+                   "port": f"The port of the {kind.word}."},
+        examples=[(f"Generate a {kind.word}", f"skupper {kind.word} generate backend 8080"),
+                  ("Generate it as JSON into a file",
+                   f"skupper {kind.word} generate backend 8080 -o json > backend.json")])
+    @spec_options
+    @click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="yaml",
+                  show_default=True, help="Print the resource as yaml or json.")
+    @context_options
+    def generate_command(name: str, port: str, routing_key: str | None, host: str | None,
+                         type_: str | None, output: str, target: Target) -> None:
+        from skupper.cli.output import resources
+
+        resources([from_flags(kind, name, port, routing_key, host, type_)], output,
+                  single=True)
 
     @group.command("update", help=f"Change a {kind.word}.")
     @click.argument("name", callback=name_callback(kind.word, LABEL_LENGTH))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,8 +19,9 @@ from skupper.cli.options import (
     run,
     timeout_option,
 )
+from skupper.resources.fields import LINK_ACCESS_TYPES
 
-LINK_ACCESS_TYPES = ("none", "default", "route", "loadbalancer")
+WAIT_CHOICES = ("ready", "configured", "none")
 
 
 @click.group(help="Create, change, inspect and delete the site of a namespace.")
@@ -41,21 +43,44 @@ _CURRENT_SITE = ("The name of the site resource. If not specified, the name is t
                  "site associated with the current namespace.")
 
 
+def spec_options(func: Any) -> Any:
+    """The flags that shape the Site: create and generate take the same ones."""
+    for decorate in reversed([
+        click.argument("name", metavar="<name>", callback=name_callback("site", LABEL_LENGTH)),
+        click.option("--enable-link-access", is_flag=True, default=False,
+                     help="Allow access for incoming links from remote sites."),
+        click.option("--link-access-type", type=click.Choice(LINK_ACCESS_TYPES), default=None,
+                     help="Configure external access for links from remote sites."),
+        click.option("--link-access-host", default=None,
+                     help="Host name or address remote sites use to reach this site "
+                          "(default: SKUPPER_LINK_ACCESS_HOST, else this machine's FQDN)."),
+    ]):
+        func = decorate(func)
+    return func
+
+
+def from_flags(name: str, enable_link_access: bool, link_access_type: str | None,
+               link_access_host: str | None) -> dict[str, Any]:
+    """The Site ``create`` stores and ``generate`` prints, from the same flags."""
+    from skupper.resources.build import site_resource
+
+    return site_resource(name, _link_access(enable_link_access or None, link_access_type),
+                         link_access_host or os.environ.get("SKUPPER_LINK_ACCESS_HOST"))
+
+
 @site.command("create", cls=ReferenceCommand, help="Create a site.",
               arguments={"name": "A name of your choice for the Skupper site. This name is "
                                  "displayed in the console and CLI output."},
               examples=[("Create a site", "skupper site create west"),
                         ("Create a site that can accept links from remote sites",
-                         "skupper site create west --enable-link-access")])
-@click.argument("name", metavar="<name>", callback=name_callback("site", LABEL_LENGTH))
-@click.option("--enable-link-access", is_flag=True, default=False,
-              help="Allow access for incoming links from remote sites.")
-@click.option("--link-access-type", type=click.Choice(LINK_ACCESS_TYPES), default=None,
-              help="Configure external access for links from remote sites.")
-@click.option("--link-access-host", default=None,
-              help="Host name or address remote sites use to reach this site "
-                   "(default: SKUPPER_LINK_ACCESS_HOST, else this machine's FQDN).")
+                         "skupper site create west --enable-link-access"),
+                        ("Create a site and return at once, without waiting for it",
+                         "skupper site create west --wait none")])
+@spec_options
 @output_option
+@click.option("--wait", type=click.Choice(WAIT_CHOICES), default="ready", show_default=True,
+              help="Wait for the site to reach this state: ready (running and reachable), "
+                   "configured (the daemon took the site), or none (do not wait).")
 @timeout_option()
 @context_options
 def create(
@@ -64,28 +89,47 @@ def create(
     link_access_type: str | None,
     link_access_host: str | None,
     output: str | None,
+    wait: str,
     timeout: str,
     target: Target,
 ) -> None:
-    wait = duration_value(timeout, "--timeout")
-    from skupper.resources import new_resource
-
-    spec: dict[str, object] = {
-        "linkAccess": _link_access(enable_link_access or None, link_access_type) or "none"
-    }
-    host = link_access_host or os.environ.get("SKUPPER_LINK_ACCESS_HOST")
-    if host:
-        spec["settings"] = {"link-access-host": host}
-    resource = new_resource("Site", name, spec)
+    seconds = duration_value(timeout, "--timeout")
+    resource = from_flags(name, enable_link_access, link_access_type, link_access_host)
     if output:
         from skupper.cli.output import resources
 
         resources([resource], output, single=True)
         return
-    if spec["linkAccess"] != "none" and not host:
+    if resource["spec"]["linkAccess"] != "none" and not link_access_host \
+            and not os.environ.get("SKUPPER_LINK_ACCESS_HOST"):
         _warn_if_unreachable(target)
-    run(_create(target, resource, wait))
-    click.echo(f'Site "{name}" is ready.')
+    run(create_site(target, resource, wait, seconds))
+    if wait == "none":
+        click.echo(f'Site "{name}" is created.')
+    else:
+        click.echo(f'Site "{name}" is {wait}.')
+
+
+@site.command("generate", cls=ReferenceCommand, help=(
+                  "Generate a site resource.\n\nPrint the Site resource that \"skupper site "
+                  "create\" would create, without creating anything. Apply it with "
+                  "\"skupper system apply -f\"."),
+              short_help="Generate a site resource.",
+              arguments={"name": "A name of your choice for the Skupper site. This name is "
+                                 "displayed in the console and CLI output."},
+              examples=[("Generate a site", "skupper site generate west"),
+                        ("Generate a site that accepts links, into a file",
+                         "skupper site generate west --enable-link-access > west.yaml")])
+@spec_options
+@click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="yaml",
+              show_default=True, help="Print the resource as yaml or json.")
+@context_options
+def generate(name: str, enable_link_access: bool, link_access_type: str | None,
+             link_access_host: str | None, output: str, target: Target) -> None:
+    from skupper.cli.output import resources
+
+    resources([from_flags(name, enable_link_access, link_access_type, link_access_host)],
+              output, single=True)
 
 
 def _warn_if_unreachable(target: Target) -> None:
@@ -100,9 +144,24 @@ def _warn_if_unreachable(target: Target) -> None:
                    err=True)
 
 
-async def _create(target: Target, resource: dict[str, object], wait: float) -> None:
+def site_reached(wait: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a Site is in the state ``--wait`` asks for (ready or configured)."""
+    from skupper.resources.status import get_condition, is_ready
+
+    if wait == "ready":
+        return is_ready
+
+    def configured(resource: dict[str, Any]) -> bool:
+        cond = get_condition(resource, "Configured")
+        return bool(cond and cond.get("status") == "True")
+
+    return configured
+
+
+async def create_site(target: Target, resource: dict[str, Any], wait: str,
+                      timeout: float) -> None:
+    """Store the Site, start its daemon and wait as ``wait`` says (``system apply`` too)."""
     from skupper.cli.session import open_session, wait_until
-    from skupper.resources.status import is_ready
 
     async with open_session(target, create=True) as session:
         if session.site is not None:
@@ -115,9 +174,11 @@ async def _create(target: Target, resource: dict[str, object], wait: float) -> N
         since = await session.store.current_version()
         await session.store.create(resource)
         session.platform.start()
+        if wait == "none":
+            return
         click.echo("Waiting for status...")
-        name = str(resource["metadata"]["name"])  # type: ignore[index]
-        await wait_until(session, "Site", name, is_ready, wait, since=since,
+        name = str(resource["metadata"]["name"])
+        await wait_until(session, "Site", name, site_reached(wait), timeout, since=since,
                          what=f'Site "{name}"')
 
 
@@ -234,18 +295,30 @@ def _mark_stopped(current: dict[str, object]) -> None:
     derive_ready(current, SITE_REQUIRED)
 
 
-@site.command("delete", cls=ReferenceCommand, help="Delete a site. All of its state goes with it.",
-              arguments={"name": _CURRENT_SITE})
+@site.command("delete", cls=ReferenceCommand,
+              help="Delete a site.\n\nThe site's daemon stops and the namespace's state goes: "
+                   "its listeners, connectors, links, grants, tokens and credentials too (a site "
+                   "here is one namespace's store, so nothing outlives it). --all, as upstream "
+                   "has it, does the same and names each resource it deletes.",
+              short_help="Delete a site.",
+              arguments={"name": _CURRENT_SITE},
+              examples=[("Delete the site of the current namespace", "skupper site delete"),
+                        ("Delete the site and say what went with it",
+                         "skupper site delete --all")])
 @click.argument("name", required=False, metavar="[name]",
                 callback=name_callback("site", LABEL_LENGTH))
+@click.option("--all", "everything", is_flag=True, default=False,
+              help="Delete the site and every resource of the namespace (listeners, "
+                   "connectors, links, grants, tokens), one line each.")
 @context_options
-def delete(name: str | None, target: Target) -> None:
+def delete(name: str | None, everything: bool, target: Target) -> None:
     from skupper.cli.session import no_site_error
 
     platform = target.platform()
     unreadable: str | None = None
+    contents: list[tuple[str, str]] = []
     try:
-        site_name = run(_site_name(target)) if platform.has_state() else None
+        site_name, contents = run(_site_contents(target)) if platform.has_state() else (None, [])
     except SkupperError as error:
         if not _is_unusable_store(error):
             raise
@@ -257,11 +330,20 @@ def delete(name: str | None, target: Target) -> None:
     click.echo("Waiting for deletion to complete...")
     platform.stop(remove_unit=True)
     platform.remove_state()
+    if everything:
+        from skupper.base.text import printable
+
+        for kind, resource_name in contents:
+            click.echo(f'{kind} "{printable(resource_name)}" is deleted.')
     if unreadable is None:
         click.echo(f'Site "{site_name}" is deleted.')
     else:
         click.echo(f'The site of namespace "{target.namespace}" is deleted '
                    f"(its store could not be read: {unreadable}).")
+
+
+# What `site delete --all` names, in the order upstream's controller would let them go.
+_CONTENT_KINDS = ("AccessToken", "AccessGrant", "Link", "Listener", "Connector")
 
 
 def _is_unusable_store(error: SkupperError) -> bool:
@@ -270,11 +352,16 @@ def _is_unusable_store(error: SkupperError) -> bool:
     return isinstance(error, StoreUnusable)
 
 
-async def _site_name(target: Target) -> str | None:
+async def _site_contents(target: Target) -> tuple[str | None, list[tuple[str, str]]]:
+    """The site's name and every other resource of the namespace, as (kind, name)."""
     from skupper.cli.session import open_session
 
     async with open_session(target) as session:
-        return None if session.site is None else str(session.site["metadata"]["name"])
+        if session.site is None:
+            return None, []
+        contents = [(kind, str(item["metadata"]["name"])) for kind in _CONTENT_KINDS
+                    for item in await session.store.list(kind)]
+        return str(session.site["metadata"]["name"]), contents
 
 
 from skupper.cli.system import start as _start  # noqa: E402  (click-only module)
