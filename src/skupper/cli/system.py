@@ -19,6 +19,16 @@ def system() -> None:
     pass
 
 
+def _register_files_commands() -> None:
+    from skupper.cli.apply import apply, delete
+
+    system.add_command(apply)
+    system.add_command(delete)
+
+
+_register_files_commands()
+
+
 @system.command("start", help="Start the site daemon and wait until the site is ready.")
 @timeout_option()
 @context_options
