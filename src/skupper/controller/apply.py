@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from skupper.base.errors import SkupperError
-from skupper.controller.token import TokenReconciler
+from skupper.controller.token import Post, TokenReconciler
 from skupper.resources import Resource
 from skupper.resources.documents import (
     APPLY_ORDER,
@@ -30,7 +30,7 @@ from skupper.resources.documents import (
     decoded_secret,
 )
 from skupper.resources.status import get_condition
-from skupper.store.interface import NotFound, SecretStore, Store
+from skupper.store.interface import NotFound, SecretStore, Store, StoreError
 
 CREATED, CONFIGURED, UNCHANGED = "created", "configured", "unchanged"
 DELETED, NOT_FOUND = "deleted", "not found"
@@ -166,19 +166,26 @@ Say = Callable[[str], None]
 
 
 async def execute(steps: list[Step], store: Store, secrets: SecretStore, site_name: str,
-                  create_site: CreateSite, say: Say) -> None:
-    """Write the plan, one line per resource; a new Site is made by ``create_site``."""
+                  create_site: CreateSite, say: Say, post: Post | None = None) -> None:
+    """Write the plan, one line per resource; a new Site is made by ``create_site``.
+
+    ``post`` stands in for the grant server's client (tests).
+    """
     async def current_site() -> str | None:
         return site_name
 
-    tokens = TokenReconciler(store, secrets, current_site)
+    tokens = TokenReconciler(store, secrets, current_site) if post is None else \
+        TokenReconciler(store, secrets, current_site, post)
     for step in steps:
         doc, action = step.document, step.action
         try:
             detail = await _write(step, store, secrets, tokens, create_site)
-        except SkupperError as exc:
+        except (SkupperError, StoreError) as exc:
+            # The plan was checked, but another writer may have come first meanwhile.
+            why = exc.line() if isinstance(exc, SkupperError) else str(exc)
             raise SkupperError(f"Applying stopped at document {doc.index} ({doc.label})",
-                               exc.line(), "The documents before it were applied.") from None
+                               why, "The documents before it were applied; apply the file "
+                               "again.") from None
         say(f"{doc.label} {action}{detail}")
 
 

@@ -130,9 +130,12 @@ def _load(text: str, source: str) -> list[Any]:
     if text.lstrip().startswith(("{", "[")):
         try:  # JSON first: YAML reads most JSON, but not all of it (tabs)
             loaded = json.loads(text)
-            return loaded if isinstance(loaded, list) else [loaded]
         except (ValueError, RecursionError):
             pass  # flow-style YAML, perhaps; YAML says what is wrong with it
+        else:
+            if _too_deep(loaded):
+                raise DocumentError(f"Cannot apply {source}", "it is nested too deeply")
+            return loaded if isinstance(loaded, list) else [loaded]
 
     class _NoAliases(yaml.SafeLoader):
         """Aliases have no place in resources; refusing them defuses alias bombs."""
@@ -159,6 +162,19 @@ def _load(text: str, source: str) -> list[Any]:
     except (ValueError, RecursionError) as exc:
         raise DocumentError(f"Cannot apply {source}",
                             f"a value in it cannot be read ({printable(exc, 120)})") from None
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests collections deeper than MAX_NESTING (iteratively: no recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_NESTING:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def validate(documents: list[Any], namespace: str, source: str) -> list[Document]:
@@ -430,7 +446,7 @@ class _Checker:
                 raise self.fail(f"{where}.group must be a short string")
             # As a redemption stores them: upstream's schema has the port as a string.
             item = {"name": role, "host": str(endpoint["host"]), "port": str(port)}
-            if group:
+            if group is not None:
                 item["group"] = group
             checked.append(item)
         if not any(item["name"] == "inter-router" for item in checked):
