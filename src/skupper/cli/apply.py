@@ -141,7 +141,7 @@ async def _apply(target: Target, documents: list[Document], source: str, wait: s
 
 async def _wait(session: Session, steps: list[Step], wait: str, deadline: float) -> None:
     """Each resource in turn, within one deadline; the first that fails is the error."""
-    from skupper.controller.apply import reached
+    from skupper.controller.apply import SERVICE_KINDS, reached
     from skupper.controller.token import links_of
     from skupper.resources.status import is_ready
 
@@ -155,8 +155,15 @@ async def _wait(session: Session, steps: list[Step], wait: str, deadline: float)
         done = reached(doc.kind, wait, generation)
         if done is None:
             continue
-        await _wait_one(session, doc.kind, doc.name, done, deadline - loop.time(), wait)
-        click.echo(f"{doc.label} is {wait}.")
+        reached_now = await _wait_one(session, doc.kind, doc.name, done,
+                                      deadline - loop.time(), wait)
+        if doc.kind in SERVICE_KINDS and wait == "ready" and not is_ready(reached_now):
+            from skupper.base.text import printable
+            from skupper.resources.status import status_message
+
+            click.echo(f"{doc.label} is configured ({printable(status_message(reached_now))}).")
+        else:
+            click.echo(f"{doc.label} is {wait}.")
         if doc.kind == "AccessToken" and wait == "ready":
             for link in links_of(await session.store.list("Link"), doc.name):
                 link_name = str(link["metadata"]["name"])
@@ -166,12 +173,12 @@ async def _wait(session: Session, steps: list[Step], wait: str, deadline: float)
 
 
 async def _wait_one(session: Session, kind: str, name: str, done: Callable[[Resource], bool],
-                    left: float, wait: str) -> None:
+                    left: float, wait: str) -> Resource:
     from skupper.cli.session import wait_until
 
     label = f'{kind} "{name}"'
     try:
-        await wait_until(session, kind, name, done, max(left, 0.001), what=label)
+        return await wait_until(session, kind, name, done, max(left, 0.001), what=label)
     except SkupperError as exc:
         raise SkupperError(f"{label} is not {wait}", exc.line(),
                            "Nothing was rolled back: the applied resources stay; fix the "

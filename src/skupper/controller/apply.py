@@ -33,6 +33,7 @@ from skupper.resources.status import get_condition
 from skupper.store.interface import NotFound, SecretStore, Store, StoreError
 
 CREATED, CONFIGURED, UNCHANGED = "created", "configured", "unchanged"
+SERVICE_KINDS = ("Listener", "Connector")
 DELETED, NOT_FOUND = "deleted", "not found"
 
 
@@ -226,7 +227,10 @@ def reached(kind: str, wait: str, generation: int) -> Callable[[Resource], bool]
         return None
     if kind == "AccessToken":
         return lambda token: bool((token.get("status") or {}).get("redeemed"))
-    ctype = "Ready" if wait == "ready" else (
+    # A listener or connector is ready here once it is configured (it listens, the router
+    # has it): whether a peer at another site matches it is the network's business, and
+    # a site applied before its peers must not wait for them.
+    ctype = "Ready" if wait == "ready" and kind not in SERVICE_KINDS else (
         "Processed" if kind == "AccessGrant" else "Configured")
 
     def done(resource: Resource) -> bool:
