@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from skupper.base.errors import SkupperError
 from skupper.controller.token import Post, TokenReconciler
@@ -30,7 +31,7 @@ from skupper.resources.documents import (
     decoded_secret,
 )
 from skupper.resources.status import get_condition
-from skupper.store.interface import NotFound, SecretStore, Store, StoreError
+from skupper.store.interface import Conflict, NotFound, SecretStore, Store, StoreError
 
 CREATED, CONFIGURED, UNCHANGED = "created", "configured", "unchanged"
 SERVICE_KINDS = ("Listener", "Connector")
@@ -41,7 +42,6 @@ DELETED, NOT_FOUND = "deleted", "not found"
 class Step:
     document: Document
     action: str  # CREATED, CONFIGURED or UNCHANGED
-    current: Resource | None = None  # what the store holds now
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ async def plan(documents: list[Document], here: Namespace, source: str) -> list[
             action = CONFIGURED
         if doc.kind == "Site":
             site_action = action
-        steps.append(Step(doc, action, current))
+        steps.append(Step(doc, action))
     return steps
 
 
@@ -203,10 +203,7 @@ async def _write(step: Step, store: Store, secrets: SecretStore, tokens: TokenRe
         else:
             await store.create(doc.resource)
     elif action == CONFIGURED:
-        assert step.current is not None
-        changed = dict(step.current)
-        changed["spec"] = doc.resource["spec"]
-        await store.update(changed)
+        await _replace_spec(store, doc.kind, doc.name, doc.resource["spec"])
     if doc.kind != "AccessToken":
         return ""
     # Whatever the action: the reconciler redeems only a token not yet redeemed here, so
@@ -219,6 +216,23 @@ async def _write(step: Step, store: Store, secrets: SecretStore, tokens: TokenRe
     from skupper.base.text import printable
 
     return f" (not redeemed: {printable(status.get('message') or 'no status yet', 300)})"
+
+
+# The daemon rewrites status often (a Site's network view every few seconds), and each
+# write is a new resourceVersion: a spec update re-reads and tries again this often.
+_UPDATE_ATTEMPTS = 10
+
+
+async def _replace_spec(store: Store, kind: str, name: str, spec: dict[str, Any]) -> None:
+    for _ in range(_UPDATE_ATTEMPTS):
+        current = await store.get(kind, name)
+        current["spec"] = spec
+        try:
+            await store.update(current)
+            return
+        except Conflict:
+            continue
+    raise SkupperError(f'{kind} "{name}" kept changing while being updated')
 
 
 def reached(kind: str, wait: str, generation: int) -> Callable[[Resource], bool] | None:

@@ -212,5 +212,20 @@ def test_a_write_that_fails_says_where_applying_stopped(tmp_path: Path) -> None:
     _with_site(tmp_path, body)
 
 
+def test_a_status_written_between_plan_and_write_does_not_stop_an_update(
+        tmp_path: Path) -> None:
+    async def body(store: SqliteStore, secrets: FileSecretStore, here: Namespace) -> None:
+        await store.create(service_resource("Listener", "db", 1))
+        steps = await plan(_docs(service_resource("Listener", "db", 2)), here, "f.yaml")
+        await store.mutate_status("Listener", "db",  # the daemon, meanwhile
+                                  lambda r: r.setdefault("status", {}).update(status="Ready"))
+        lines: list[str] = []
+        await execute(steps, store, secrets, "east", _no_site, lines.append)
+        assert lines == ['Listener "db" configured']
+        assert (await store.get("Listener", "db"))["spec"]["port"] == 2
+
+    _with_site(tmp_path, body)
+
+
 def test_words_are_kubectls() -> None:
     assert (CREATED, CONFIGURED, UNCHANGED) == ("created", "configured", "unchanged")
