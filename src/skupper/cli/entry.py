@@ -13,7 +13,7 @@ SHORT_HELP = {
     "link": "Inspect and delete links to remote sites.",
     "listener": "Bind a local port to a service in the network (by routing key).",
     "connector": "Offer a local server to the network (by routing key).",
-    "system": "Start, stop and inspect the site daemon of a namespace.",
+    "system": "Run the site daemon; apply and delete files of resources.",
     "network": "Show the network this site belongs to.",
     "connection": "Show the application connections of this site.",
     "debug": "Collect what a bug report needs.",

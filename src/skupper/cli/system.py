@@ -1,4 +1,5 @@
-"""``skupper system``: start and stop the site daemon without losing state."""
+"""``skupper system``: start and stop the site daemon without losing state; ``apply``/``delete -f``
+(registered here, written in cli.apply)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from skupper.platforms.local_platform import LocalPlatform
 
 
-@click.group(help="Start, stop and inspect the site daemon of a namespace.")
+@click.group(help="Run the site daemon; apply and delete files of resources.")
 def system() -> None:
     pass
 
