@@ -228,3 +228,22 @@ def test_site_create_wait_and_delete_all(skupper: Skupper) -> None:
                                         'Site "west" is deleted.']
     done = skupper.run("site", "create", "east", "--wait", "configured")
     assert done.stdout.splitlines()[-1] == 'Site "east" is configured.'
+
+
+def test_wait_modes_and_a_stopped_site(skupper: Skupper, tmp_path: Path) -> None:
+    site_file = _write(tmp_path / "west.yaml", *_generated(skupper, free_port()))
+    done = skupper.run("system", "apply", "-f", str(site_file), "--wait", "none")
+    assert done.stdout.splitlines() == ['Site "west" created', 'Listener "backend" created',
+                                        'Connector "backend" created']
+    skupper.run("system", "start")  # the daemon the apply started, up and ready
+    done = skupper.run("system", "apply", "-f", str(site_file), "--wait", "configured")
+    assert done.stdout.splitlines()[-3:] == ['Site "west" is configured.',
+                                             'Listener "backend" is configured.',
+                                             'Connector "backend" is configured.']
+    skupper.run("system", "stop")
+    moved = _write(tmp_path / "moved.yaml", *_generated(skupper, free_port()))
+    one_error_line(skupper.fails("system", "apply", "-f", str(moved)), "The site is stopped",
+                   "--wait none", "Nothing of the file was applied")
+    assert _json(skupper, "listener", "status", "backend")["metadata"]["generation"] == 1
+    done = skupper.run("system", "apply", "-f", str(moved), "--wait", "none")
+    assert 'Listener "backend" configured' in done.stdout.splitlines()

@@ -201,3 +201,23 @@ def test_delete_needs_only_kind_and_name() -> None:
     assert [(d.kind, d.name) for d in docs] == [("Listener", "backend")]
     with pytest.raises(DocumentError, match="kind must be one of"):
         envelopes(parse(dump({"kind": "Pod", "metadata": {"name": "x"}}).encode(), "f"), NS, "f")
+
+
+def test_what_apply_stores_fits_upstreams_schemas() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("test_crd_schemas.py")
+    spec = importlib.util.spec_from_file_location("_crd_schemas_for_documents", path)
+    assert spec is not None and spec.loader is not None
+    schemas = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(schemas)
+    grant = {"apiVersion": "skupper.io/v2alpha1", "kind": "AccessGrant",
+             "metadata": {"name": "g"},
+             "spec": {"redemptionsAllowed": 3, "expirationWindow": "1h"}}
+    docs = check(dump(SITE, LISTENER, CONNECTOR, LINK, grant,
+                      {**SITE, "kind": "RouterAccess", "metadata": {"name": "ra"},
+                       "spec": {"roles": [{"name": "edge", "port": 45671}]}}))
+    for doc in docs:
+        if doc.kind != "RouterAccess":  # folded into the Site, never stored
+            schemas.check(doc.resource)
