@@ -1,7 +1,7 @@
 """Random (version 4) UUIDs without importing ``uuid``.
 
-``uuid`` imports ``platform`` and compiles a dozen regular expressions on the way: about
-a tenth of ``skupper access-token issue``'s start-up, for one call.
+``uuid`` imports ``platform``, which compiles a dozen regular expressions on the way:
+a few milliseconds of ``skupper access-token issue``'s start-up, for two calls.
 """
 
 from __future__ import annotations
