@@ -52,6 +52,12 @@ def main() -> None:
     if sys.argv[1:] in (["--help"], ["-h"]):
         sys.stdout.write(ROOT_HELP)
         sys.exit(0)
+    from skupper.cli.quick import parse_issue, run_issue
+
+    # The seed's command, in its plain shapes, runs without click (a third of its run).
+    call = parse_issue(sys.argv[1:])
+    if call is not None:
+        run_issue(call)
     from skupper.cli.main import main as click_main
 
     click_main()

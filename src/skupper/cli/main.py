@@ -10,6 +10,7 @@ import click
 from skupper.base.errors import SkupperError
 from skupper.cli.entry import SHORT_HELP
 from skupper.cli.options import root_context_options
+from skupper.cli.report import INTERRUPTED
 
 # name -> (module, attribute); aliases point at the same group.
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -64,13 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="skupper", standalone_mode=False)
     except SkupperError as exc:
-        from skupper.cli.hints import with_namespace
-        from skupper.cli.options import namespace_for_hints
+        from skupper.cli.report import error_line
 
-        # One line, whatever the user typed: control characters are shown escaped.
-        line = "".join(c if c.isprintable() else repr(c)[1:-1]
-                       for c in with_namespace(exc.line(), namespace_for_hints()))
-        click.echo(f"Error: {line}", err=True)
+        click.echo(error_line(exc), err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
@@ -87,6 +84,6 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     sys.exit(0)

@@ -4,77 +4,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from skupper.base.durations import parse_duration
-from skupper.base.errors import UsageError
-from skupper.platforms.select import (
-    ENGINES,
-    PLATFORMS,
-    check_recorded,
-    choose_platform,
-    explicit_platform,
-    recorded_platform,
-)
+from skupper.cli.target import Target, namespace_for_hints, resolve_target
+from skupper.cli.values import duration_value
+from skupper.platforms.select import PLATFORMS
 
-if TYPE_CHECKING:
-    from skupper.platforms.kubernetes import KubernetesPlatform
-    from skupper.platforms.local_platform import LocalPlatform
+# Commands import these from here, beside the decorators.
+__all__ = ["Target", "context_options", "duration_value", "namespace_for_hints",
+           "output_option", "root_context_options", "run", "timeout_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ROOT_KEY = "skupper.root-context"
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Target:
-    namespace: str
-    context: str | None
-    platform_flag: str | None
-    kubeconfig: str | None = None
-    # What -n said (None: the default, or on kubernetes the kubeconfig context's namespace).
-    namespace_flag: str | None = None
-
-    def platform(self) -> LocalPlatform | KubernetesPlatform:
-        """The platform to work on; a local namespace keeps the one that made it."""
-        chosen = choose_platform(self.platform_flag)
-        if chosen not in PLATFORMS:
-            raise UsageError(
-                f'Unknown platform "{chosen}"', f"choose one of {', '.join(PLATFORMS)}"
-            )
-        if chosen == "kubernetes":
-            from skupper.platforms.kubernetes import KubernetesPlatform
-
-            return KubernetesPlatform(self.namespace, self.context, self.kubeconfig)
-        from skupper.platforms.local import NamespacePaths
-
-        root = NamespacePaths.for_namespace(self.namespace).root
-        recorded = recorded_platform(root)
-        if recorded is not None and explicit_platform(self.platform_flag) is None:
-            chosen = recorded  # nothing asked for a platform: the namespace's own
-        check_recorded(root, self.namespace, chosen)
-        if chosen in ENGINES:
-            from skupper.platforms.container import ContainerPlatform
-
-            return ContainerPlatform(self.namespace, chosen)
-        from skupper.platforms.local_platform import LocalPlatform
-
-        return LocalPlatform(self.namespace)
-
-
-def _namespace(flag: str | None, platform: str | None, kubeconfig: str | None,
-               context: str | None) -> str:
-    # Like kubectl: without -n, the kubeconfig context's namespace (only read on kubernetes).
-    if flag:
-        return flag
-    if choose_platform(platform) == "kubernetes":
-        from skupper.platforms.kubeconfig import context_namespace
-
-        return context_namespace(kubeconfig, context)
-    return "default"
 
 
 def _context_option_decorators() -> list[Callable[[Any], Any]]:
@@ -108,15 +52,6 @@ def root_context_options(func: F) -> F:
     return decorated  # type: ignore[no-any-return]
 
 
-# The -n of the command being run: error hints that quote a command repeat it
-# (cli.hints), so every hint runs as printed.
-_hint_namespace: list[str] = []
-
-
-def namespace_for_hints() -> str | None:
-    return _hint_namespace[-1] if _hint_namespace else None
-
-
 def context_options(func: F) -> F:
     """-n/--namespace, --context and --platform, handed to the command as ``target``.
 
@@ -129,12 +64,8 @@ def context_options(func: F) -> F:
         kubeconfig: str | None, **kwargs: Any,
     ) -> Any:
         root = click.get_current_context().meta.get(_ROOT_KEY, (None, None, None, None))
-        flag, chosen = namespace or root[0], platform or root[2]
-        if flag:
-            _hint_namespace.append(flag)
-        config, ctx = kubeconfig or root[3], context or root[1]
-        target = Target(_namespace(flag, chosen, config, ctx), ctx, chosen, config, flag)
-        return func(*args, target=target, **kwargs)
+        given = (namespace, context, platform, kubeconfig)
+        return func(*args, target=resolve_target(given, root), **kwargs)
 
     decorated: Any = wrapper
     for decorate in reversed(_context_option_decorators()):
@@ -153,16 +84,6 @@ def timeout_option(default: str = "60s") -> Callable[[F], F]:
         "--timeout", default=default, show_default=True, metavar="<duration>",
         help="How long to wait for the result (a duration such as 30s or 2m).",
     )
-
-
-def duration_value(text: str, option: str, *, minimum: float = 0.0) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise UsageError(f"Invalid value for {option}", str(exc)) from None
-    if seconds <= minimum:
-        raise UsageError(f"Invalid value for {option}", f"{text!r} must be longer than zero")
-    return seconds
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -8,39 +8,29 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from skupper.base.durations import humanize_duration
-from skupper.base.errors import SkupperError
 from skupper.cli.options import Target
+from skupper.cli.session_checks import (
+    LIVENESS_INTERVAL,
+    STARTUP_GRACE,
+    daemon_not_running_error,
+    daemon_stopped_error,
+    no_site_error,
+    require_running,
+    require_site,
+    wait_failed_error,
+    wait_timed_out_error,
+)
 from skupper.resources import Resource
-from skupper.resources.status import ERROR, status_message
+from skupper.resources.status import ERROR
 
 if TYPE_CHECKING:
     from skupper.platforms.kubernetes import KubernetesPlatform
     from skupper.platforms.local_platform import LocalPlatform
     from skupper.store.interface import Store
 
-# Daemon liveness is checked this often while waiting, so a crash is reported at once.
-_LIVENESS_INTERVAL = 0.25
-# A daemon just launched may take this long to take its lock.
-_STARTUP_GRACE = 5.0
-
-
-def no_site_error(namespace: str, action: str = "") -> SkupperError:
-    return SkupperError(
-        "No site resource exists" + (f" {action}" if action else ""),
-        f'there is no site in namespace "{namespace}"',
-        'Create one with "skupper site create <name>".',
-    )
-
-
-def daemon_not_running_error(platform: LocalPlatform | KubernetesPlatform) -> SkupperError:
-    if platform.name == "kubernetes":  # a controller in the cluster, not a local daemon
-        return platform.not_running_error()  # type: ignore[union-attr]
-    return SkupperError(
-        "The site is stopped",
-        f'the site daemon for namespace "{platform.namespace}" is not running',
-        f'Start it with "skupper system start -n {platform.namespace}".',
-    )
+# Callers import these from here as well as from session_checks.
+__all__ = ["Session", "daemon_not_running_error", "no_site_error", "open_session",
+           "require_running", "require_site", "wait_until"]
 
 
 @dataclass
@@ -51,9 +41,15 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def open_session(target: Target, *, create: bool = False) -> AsyncIterator[Session]:
-    """Open the namespace's store; ``create`` allows making one where none exists."""
-    platform = target.platform()
+async def open_session(
+    target: Target, *, create: bool = False,
+    platform: LocalPlatform | KubernetesPlatform | None = None,
+) -> AsyncIterator[Session]:
+    """Open the namespace's store; ``create`` allows making one where none exists.
+
+    ``platform``: the one ``target`` chose, if the caller has it already.
+    """
+    platform = platform or target.platform()
     if not create and not platform.has_state():
         raise no_site_error(platform.namespace)
     prepare = getattr(platform, "prepare", None)
@@ -72,17 +68,6 @@ async def open_session(target: Target, *, create: bool = False) -> AsyncIterator
         aclose = getattr(platform, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-def require_site(session: Session) -> Resource:
-    if session.site is None:
-        raise no_site_error(session.platform.namespace)
-    return session.site
-
-
-def require_running(session: Session) -> None:
-    if not session.platform.running():
-        raise daemon_not_running_error(session.platform)
 
 
 async def wait_until(
@@ -118,10 +103,10 @@ async def wait_until(
         started = loop.time()
         exited = getattr(session.platform, "daemon_exited", None)
         while True:
-            await asyncio.sleep(_LIVENESS_INTERVAL)
+            await asyncio.sleep(LIVENESS_INTERVAL)
             if exited is not None and exited():  # the one this command started: no grace
                 return
-            if not session.platform.running() and loop.time() - started > _STARTUP_GRACE:
+            if not session.platform.running() and loop.time() - started > STARTUP_GRACE:
                 return
 
     waiter = asyncio.ensure_future(
@@ -136,20 +121,11 @@ async def wait_until(
             waiter.cancel()
         await asyncio.gather(waiter, guard, return_exceptions=True)
     if not waiter.done() or waiter.cancelled():
-        raise SkupperError(
-            f"{what} failed",
-            getattr(session.platform, "stopped_message", "the site daemon stopped"),
-            f"See its log: {session.platform.log_file}",
-        )
+        raise daemon_stopped_error(session.platform, what)
     try:
         resource = waiter.result()
     except WaitTimeout as exc:
-        last = exc.last
-        reason = status_message(last) if last else "no status yet"
-        raise SkupperError(
-            f"{what} did not complete within {humanize_duration(timeout)}",
-            f"its status is: {reason}",
-        ) from None
+        raise wait_timed_out_error(what, timeout, exc.last) from None
     if failed:
-        raise SkupperError(f"{what} failed", status_message(failed[-1]))
+        raise wait_failed_error(what, failed[-1])
     return resource

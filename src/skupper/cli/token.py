@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
 from typing import TYPE_CHECKING
 
 import click
 
-from skupper.base.errors import SkupperError, UsageError
+from skupper.base.errors import SkupperError
 from skupper.cli.help import ReferenceCommand
 from skupper.cli.options import (
     Target,
@@ -16,40 +16,22 @@ from skupper.cli.options import (
     run,
     timeout_option,
 )
+from skupper.cli.token_issue import (
+    DEFAULT_COST,
+    DEFAULT_EXPIRATION,
+    DEFAULT_REDEMPTIONS,
+    DEFAULT_TIMEOUT,
+    issue_token,
+)
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from skupper.cli.session import Session
     from skupper.resources import Resource
-
-# Upstream's CLI refuses windows under a minute; tests may go lower via this variable.
-MIN_EXPIRATION_SECONDS = 60.0
-# No grant is meant for more sites than this; the bound keeps every number on the
-# command line finite (the link cost's is resources.model.MAX_LINK_COST).
-MAX_REDEMPTIONS_ALLOWED = 1_000_000
-TEST_MIN_EXPIRATION_ENV = "SKUPPER_TEST_MIN_EXPIRATION"
-
-_INSTRUCTIONS = """
-Transfer this file to a remote site. At the remote site,
-create a link to this site using the 'skupper token redeem'
-command:
-
-   $ skupper access-token redeem {file}
-
-The token expires after {uses} or after {period}."""
 
 
 @click.group("access-token", help="Issue access tokens (and redeem them at remote sites).")
 def access_token() -> None:
     pass
-
-
-def _min_expiration() -> float:
-    import os
-
-    override = os.environ.get(TEST_MIN_EXPIRATION_ENV)
-    return float(override) if override else MIN_EXPIRATION_SECONDS
 
 
 @access_token.command(
@@ -65,162 +47,23 @@ def _min_expiration() -> float:
                "skupper access-token issue ~/token.yaml --expiration-period 24h "
                "--redemptions-allowed 3")])
 @click.argument("file", metavar="<file>")
-@click.option("--expiration-period", "--expiration-window", "expiration", default="15m",
-              show_default=True, metavar="<duration>",
+@click.option("--expiration-period", "--expiration-window", "expiration",
+              default=DEFAULT_EXPIRATION, show_default=True, metavar="<duration>",
               help="The period of time in which a token for this grant can be redeemed "
                    "(at least 1m).")
-@click.option("--redemptions-allowed", default="1", show_default=True, metavar="<integer>",
+@click.option("--redemptions-allowed", default=DEFAULT_REDEMPTIONS, show_default=True,
+              metavar="<integer>",
               help="The number of times a token for this grant can be redeemed "
                    "(1 to 1000000).")
-@click.option("--cost", default="1", show_default=True, metavar="<integer>",
+@click.option("--cost", default=DEFAULT_COST, show_default=True, metavar="<integer>",
               help="The link cost written into the token (1 to 1000000).")
-@timeout_option()
+@timeout_option(DEFAULT_TIMEOUT)
 @context_options
 def issue(
     file: str, expiration: str, redemptions_allowed: str, cost: str, timeout: str,
     target: Target,
 ) -> None:
-    from skupper.base.durations import format_duration, humanize_duration
-    from skupper.grants.token_file import check_token_destination
-
-    window = duration_value(expiration, "--expiration-period")
-    if window < _min_expiration():
-        raise UsageError(
-            "Invalid value for --expiration-period",
-            f"{expiration!r} is shorter than the minimum of "
-            f"{humanize_duration(_min_expiration())}",
-        )
-    from skupper.resources.model import MAX_LINK_COST
-
-    allowed = _bounded_int(redemptions_allowed, "--redemptions-allowed", 1,
-                           MAX_REDEMPTIONS_ALLOWED)
-    link_cost = _bounded_int(cost, "--cost", 1, MAX_LINK_COST)
-    wait = duration_value(timeout, "--timeout")
-    destination = check_token_destination(file)
-    # With "-" the token is the only thing on standard output; messages go to stderr.
-    to_stderr = destination is None
-    grant_name = run(_issue(target, destination, format_duration(window), allowed, link_cost,
-                            wait, to_stderr))
-
-    def say(text: str) -> None:
-        click.echo(text, err=to_stderr)
-
-    say(f'Grant "{grant_name}" is ready.')
-    say(f"Token file {file} created." if destination else "Token written to standard output.")
-    uses = "1 use" if allowed == 1 else f"{allowed} uses"
-    say(_INSTRUCTIONS.format(file=file, uses=uses, period=humanize_duration(window)))
-
-
-def _bounded_int(text: str, option: str, minimum: int, maximum: int) -> int:
-    from skupper.base.text import printable
-
-    try:
-        # More digits than the bound has is out of range; int() is not asked to parse them.
-        value = int(text) if len(text.strip()) <= len(str(maximum)) + 1 else maximum + 1
-    except ValueError:
-        raise UsageError(f"Invalid value for {option}",
-                         f"{printable(repr(text), 40)} is not a whole number") from None
-    if not minimum <= value <= maximum:
-        raise UsageError(f"Invalid value for {option}",
-                         f"it must be a whole number from {minimum} to {maximum}")
-    return value
-
-
-async def _issue(
-    target: Target,
-    destination: Path | None,
-    window: str,
-    allowed: int,
-    cost: int,
-    wait: float,
-    to_stderr: bool,
-) -> str:
-    import uuid
-
-    from skupper.cli.session import open_session, require_running, require_site
-    from skupper.resources import new_resource
-    from skupper.resources.site import link_access_enabled
-
-    async with open_session(target) as session:
-        current = require_site(session)
-        if not link_access_enabled(current):
-            raise SkupperError(
-                "Link access is not enabled",
-                f'site "{current["metadata"]["name"]}" does not accept links',
-                'You can use "skupper site update --enable-link-access" to enable it.',
-            )
-        require_running(session)
-        _require_configured(current)
-        name = f"{_grant_prefix(str(current['metadata']['name']))}-{uuid.uuid4()}"
-        grant = new_resource(
-            "AccessGrant", name,
-            {"redemptionsAllowed": allowed, "expirationWindow": window},
-        )
-        await session.store.create(grant)
-        try:
-            click.echo("Waiting for status...", err=to_stderr)
-            ready = await _wait_ready(session, name, wait)
-            _deliver(ready, destination, cost)
-        except BaseException:
-            # No grant is left behind by a failed issue, whatever failed.
-            await _delete_quietly(session, name)
-            raise
-        return name
-
-
-def _require_configured(site: Resource) -> None:
-    """A site that reports itself misconfigured (e.g. a broken CA) issues nothing."""
-    from skupper.resources.status import get_condition
-
-    configured = get_condition(site, "Configured")
-    if configured and configured.get("status") == "False":
-        raise SkupperError(
-            f'Site "{site["metadata"]["name"]}" cannot issue tokens',
-            str(configured.get("message") or "it is not configured"),
-        )
-
-
-def _grant_prefix(site: str) -> str:
-    """The site's name, unless ``<site>-<uuid>`` would be a name a redeemer refuses.
-
-    The token's name is the grant's, and it is never in the name space reserved for a
-    site's own credentials: a site called "skupper-x" would otherwise issue tokens that
-    no site redeems.
-    """
-    from skupper.resources.site import is_site_credential
-
-    return f"site-{site}" if is_site_credential(f"{site}-") else site
-
-
-async def _wait_ready(session: Session, name: str, wait: float) -> Resource:
-    from skupper.cli.session import wait_until
-    from skupper.resources.status import is_ready
-
-    def usable(grant: Resource) -> bool:
-        status = grant.get("status") or {}
-        return is_ready(grant) and all(status.get(k) for k in ("url", "code", "ca"))
-
-    return await wait_until(session, "AccessGrant", name, usable, wait, what=f'Grant "{name}"')
-
-
-def _deliver(grant: Resource, destination: Path | None, cost: int) -> None:
-    from skupper.grants.token_file import render_token, token_from_grant, write_token
-
-    token = token_from_grant(grant, cost)
-    if destination is None:
-        sys.stdout.write(render_token(token))
-        sys.stdout.flush()
-    else:
-        write_token(destination, token)
-
-
-async def _delete_quietly(session: Session, name: str) -> None:
-    import contextlib
-
-    from skupper.store.interface import NotFound
-
-    with contextlib.suppress(NotFound):
-        await session.store.delete("AccessGrant", name)
+    issue_token(file, expiration, redemptions_allowed, cost, timeout, target)
 
 
 @access_token.command(
@@ -309,7 +152,6 @@ async def _redeem_in_cluster(session: Session, token: Resource, wait: float) -> 
     Outputs and errors are the local platform's: a refusal is the redeemer's own line,
     and a refused token leaves nothing behind (its AccessToken is deleted).
     """
-    import contextlib
 
     from skupper.cli.session import wait_until
     from skupper.controller.token import links_of

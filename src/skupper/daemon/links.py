@@ -92,6 +92,7 @@ class LinkManager:
         self.reconnects: Counter[str] = Counter()
         self._network_due: asyncio.TimerHandle | None = None
         self._network_written_at = float("-inf")
+        self._stopping = False
         # Incoming links the heartbeat gave up on, by link name (see MAX_FAILED_INCOMING).
         self._failed_incoming: dict[str, dict[str, Any]] = {}
 
@@ -162,11 +163,14 @@ class LinkManager:
             self.services.link_down(old)
 
     async def stop(self) -> None:
-        for name in list(self._dialers):
-            await self.remove_link(name)
-        if self._network_due is not None:
+        if self._network_due is not None:  # the network as it was, up to the stop
             self._network_due.cancel()
             self._write_network()
+        # The links this stop closes are not news: a stopped site's status keeps the
+        # network as the daemon last saw it running (link status shows it as Stopped).
+        self._stopping = True
+        for name in list(self._dialers):
+            await self.remove_link(name)
 
     def _report(self, name: str, report: LinkReport) -> None:
         if name not in self._dialers and report.operational:
@@ -321,6 +325,8 @@ class LinkManager:
 
     def _update_network(self) -> None:
         """Write the Site's network now, or once the write interval has passed."""
+        if self._stopping:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a unit test): nothing to pace

@@ -115,6 +115,8 @@ async def read_lease(client: AsyncClient, namespace: str) -> dict[str, Any] | No
 
 class KubernetesPlatform:
     name = "kubernetes"
+    # Its API client is asynchronous: commands reach the cluster through open_store().
+    has_blocking_store = False
 
     def __init__(self, namespace: str, context: str | None = None,
                  kubeconfig: str | None = None) -> None:

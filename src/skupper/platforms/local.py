@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 
 from skupper.base.errors import SkupperError, UsageError
 from skupper.base.files import ensure_private_dir
 
 if TYPE_CHECKING:
     from skupper.store.sqlite import SqliteStore
+    from skupper.store.sqlite_blocking import BlockingSqliteStore
 
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -46,8 +46,8 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
-@dataclass(frozen=True)
-class NamespacePaths:
+# A NamedTuple, not a dataclass: dataclasses imports inspect, a tenth of a quick command.
+class NamespacePaths(NamedTuple):
     root: Path
 
     @classmethod
@@ -72,14 +72,29 @@ class NamespacePaths:
                 ) from None
         return self.root
 
-    def open_store(self) -> SqliteStore:
-        """The namespace's store; StoreUnusable (one line) when the file is damaged."""
-        from skupper.store.sqlite import SqliteStore, StoreUnusable
+    @overload
+    def open_store(self, *, blocking: Literal[False] = False) -> SqliteStore: ...
+
+    @overload
+    def open_store(self, *, blocking: Literal[True]) -> BlockingSqliteStore: ...
+
+    def open_store(self, *, blocking: bool = False) -> SqliteStore | BlockingSqliteStore:
+        """The namespace's store; StoreUnusable (one line) when the file is damaged.
+
+        ``blocking``: the face for a short command on one thread (no asyncio).
+        """
+        from skupper.store.sqlite_errors import StoreUnusable
 
         self.make_root()
         if self._store_emptied():
             raise StoreUnusable(self.store, "the file is empty although the site has state "
                                             "(it was truncated or replaced)")
+        if blocking:
+            from skupper.store.sqlite_blocking import BlockingSqliteStore
+
+            return BlockingSqliteStore(self.store)
+        from skupper.store.sqlite import SqliteStore
+
         return SqliteStore(self.store)
 
     def _store_emptied(self) -> bool:

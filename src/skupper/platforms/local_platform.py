@@ -15,10 +15,13 @@ if TYPE_CHECKING:
 
     from skupper.store.secrets import FileSecretStore
     from skupper.store.sqlite import SqliteStore
+    from skupper.store.sqlite_blocking import BlockingSqliteStore
 
 
 class LocalPlatform:
     name = "systemd"
+    # A short command may use open_blocking_store() and skip asyncio altogether.
+    has_blocking_store = True
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
@@ -30,6 +33,10 @@ class LocalPlatform:
 
     def open_store(self) -> SqliteStore:
         return self.paths.open_store()
+
+    def open_blocking_store(self) -> BlockingSqliteStore:
+        """The same store, for a command that uses it from its own thread only."""
+        return self.paths.open_store(blocking=True)
 
     def open_secrets(self) -> FileSecretStore:
         from skupper.store.secrets import FileSecretStore

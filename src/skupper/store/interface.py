@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, NamedTuple, Protocol, TypeVar
 
 from skupper.resources import Resource
 
@@ -35,8 +34,7 @@ class Conflict(StoreError):
     """The resourceVersion given is no longer the current one: re-read and retry."""
 
 
-@dataclass(frozen=True)
-class WatchEvent:
+class WatchEvent(NamedTuple):  # not a dataclass: no inspect import for short commands
     type: EventType
     resource: Resource
     # The store-wide version after this event; resume a watch from here.

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import skupper.store.sqlite as sqlite_module
+import skupper.store.sqlite_file as sqlite_module
 from skupper.resources import new_resource
 from skupper.store.interface import AlreadyExists, Conflict, NotFound, WatchEvent
 from skupper.store.sqlite import SqliteStore
