@@ -247,3 +247,18 @@ def test_wait_modes_and_a_stopped_site(skupper: Skupper, tmp_path: Path) -> None
     assert _json(skupper, "listener", "status", "backend")["metadata"]["generation"] == 1
     done = skupper.run("system", "apply", "-f", str(moved), "--wait", "none")
     assert 'Listener "backend" configured' in done.stdout.splitlines()
+
+
+def test_a_grant_in_a_file_is_served_or_says_why_not(west: Skupper) -> None:
+    grant = yaml.safe_dump({"apiVersion": "skupper.io/v2alpha1", "kind": "AccessGrant",
+                            "metadata": {"name": "for-east"},
+                            "spec": {"redemptionsAllowed": 2, "expirationWindow": "1h"}})
+    done = west.run("system", "apply", "-f", "-", input=grant)
+    assert done.stdout.splitlines() == ['AccessGrant "for-east" created', "Waiting for status...",
+                                        'AccessGrant "for-east" is ready.']
+    status = _json(west, "access-grant", "status", "for-east")["status"]
+    assert status["url"].startswith("https://127.0.0.1:") and status["code"] == "<redacted>"
+    west.run("site", "create", "closed", "-n", "closed")  # no link access: no grant server
+    done = west.fails("system", "apply", "-f", "-", "-n", "closed", input=grant)
+    one_error_line(done, 'AccessGrant "for-east" is not ready', "Link access is not enabled",
+                   "Nothing was rolled back")
