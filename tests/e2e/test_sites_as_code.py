@@ -262,3 +262,37 @@ def test_a_grant_in_a_file_is_served_or_says_why_not(west: Skupper) -> None:
     done = west.fails("system", "apply", "-f", "-", "-n", "closed", input=grant)
     one_error_line(done, 'AccessGrant "for-east" is not ready', "Link access is not enabled",
                    "Nothing was rolled back")
+
+
+def test_a_refused_token_stays_with_its_reason_and_is_not_presented_again(
+        west: Skupper, tmp_path: Path) -> None:
+    token = tmp_path / "token.yaml"
+    west.run("access-token", "issue", str(token))
+    west.run("site", "create", "north", "-n", "north")
+    west.run("access-token", "redeem", str(token), "-n", "north")  # its only use
+    name = yaml.safe_load(token.read_text())["metadata"]["name"]
+    west.run("site", "create", "east", "-n", "east")
+    first = west.fails("system", "apply", "-f", str(token), "-n", "east")
+    assert f'AccessToken "{name}" created (not redeemed: ' in first.stdout
+    one_error_line(first, f'AccessToken "{name}" is not ready', "Nothing was rolled back")
+    again = west.fails("system", "apply", "-f", str(token), "-n", "east")
+    assert f'AccessToken "{name}" unchanged (not redeemed: ' in again.stdout
+    (grant,) = _json(west, "access-grant", "status")["items"]
+    assert grant["status"]["redemptions"] == 1
+    assert _json(west, "link", "status", "-n", "east")["items"] == []
+    # The grant server heard the refused token once: the second apply did not present it.
+    assert _used_up_attempts(west) == 1
+
+
+def _used_up_attempts(west: Skupper) -> float:
+    import re
+    import urllib.request
+
+    status = west.run("system", "status").stdout
+    address = re.search(r"Metrics: (http://127\.0\.0\.1:\d+/metrics)", status)
+    assert address is not None, status
+    with urllib.request.urlopen(address.group(1), timeout=10) as response:
+        text = response.read().decode()
+    found = re.search(r'^skupper_grant_redemptions_total\{outcome="used-up"\} (\S+)$', text,
+                      re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
