@@ -16,9 +16,19 @@ from skupper.cli.names import name_callback
 from skupper.cli.options import Target, context_options, output_option, run
 
 
-@click.group(help="Inspect and delete links to remote sites.")
+@click.group(help="Generate, inspect, revoke and delete links to remote sites.")
 def link() -> None:
     pass
+
+
+def _add_generated_link_commands() -> None:
+    from skupper.cli.link_generate import generate, revoke
+
+    link.add_command(generate)
+    link.add_command(revoke)
+
+
+_add_generated_link_commands()
 
 
 @link.command("status", cls=ReferenceCommand,
