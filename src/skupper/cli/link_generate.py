@@ -68,8 +68,12 @@ def generate(file: str | None, name: str | None, cost: str, expires: str | None,
         check_name(name)
     destination = _destination(file)  # before anything is issued
     generated = run(_generate(target, name, link_cost, validity, output, destination))
-    done = (f'Link "{generated.name}" generated; its certificate expires at '
-            f'{generated.expires}. Revoke it alone with "skupper link revoke {generated.name}".')
+    from skupper.cli.hints import with_namespace
+    from skupper.cli.options import namespace_for_hints
+
+    done = with_namespace(
+        f'Link "{generated.name}" generated; its certificate expires at {generated.expires}. '
+        f'Revoke it alone with "skupper link revoke {generated.name}".', namespace_for_hints())
     if destination is None:
         click.echo(done, err=True)  # standard output holds the files and nothing else
     else:
