@@ -29,11 +29,11 @@ from skupper.controller.generated_links import (
     default_name,
     forget,
     generate,
-    generated_links,
     revoke,
 )
 from skupper.grants.client import parse_answer
 from skupper.resources import new_resource
+from skupper.resources.generated_links import generated_links
 from skupper.store.secrets import FileSecretStore
 from skupper.store.sqlite import SqliteStore
 

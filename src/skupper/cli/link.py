@@ -46,7 +46,7 @@ def status(name: str | None, output: str | None, target: Target) -> None:
 async def _status(target: Target, name: str | None, output: str | None) -> None:
     from skupper.cli.output import resources, table
     from skupper.cli.session import open_session
-    from skupper.controller.generated_links import generated_links
+    from skupper.resources.generated_links import generated_links
 
     async with open_session(target) as session:
         links = await session.store.list("Link")
@@ -173,7 +173,7 @@ def _not_deletable_here(site: dict[str, Any] | None, name: str, target: Target,
 
     ``grants``: grant uid -> name (an incoming link's certificate names its grant's uid).
     """
-    from skupper.controller.generated_links import generated_links
+    from skupper.resources.generated_links import generated_links
 
     if any(entry["name"] == name for entry in generated_links(site)):
         return SkupperError(

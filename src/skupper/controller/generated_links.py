@@ -40,11 +40,11 @@ from skupper.certs.tls import GENERATED_LINK_UNIT
 from skupper.controller.credentials import SITE_CA
 from skupper.controller.site import link_certificate_validity
 from skupper.resources import API_VERSION, Resource
+from skupper.resources.generated_links import GENERATED_LINKS, generated_links, live_entry
 from skupper.resources.model import format_rfc3339, now_rfc3339, valid_name
 from skupper.resources.site import SITE_CREDENTIAL_PREFIX, is_site_credential, link_access_enabled
 from skupper.store.interface import NotFound, SecretStore, Store
 
-GENERATED_LINKS = "generatedLinks"
 REVOKED_CERTIFICATES = "revokedCertificates"
 # Each entry is a few hundred bytes of the Site's status, and revoked ones are kept (their
 # serials must stay refused): a bound keeps the status small enough to rewrite often.
@@ -72,17 +72,6 @@ def check_name(name: str, option: str = "--name") -> None:
         raise UsageError(f"Invalid value for {option}",
                          f'"{name}" starts with "{SITE_CREDENTIAL_PREFIX}", which is reserved '
                          "for the sites' own credentials")
-
-
-def generated_links(site: Resource | None) -> list[dict[str, Any]]:
-    """The site's generated links, as its status records them (well-formed entries only)."""
-    entries = ((site or {}).get("status") or {}).get(GENERATED_LINKS) or []
-    return [e for e in entries if isinstance(e, dict) and e.get("name") and e.get("serial")]
-
-
-def live_entry(entries: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    """The entry of ``name`` that is not revoked (a revoked name may be generated again)."""
-    return next((e for e in entries if e["name"] == name and not e.get("revoked")), None)
 
 
 @dataclass(frozen=True)

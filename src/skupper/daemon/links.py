@@ -26,12 +26,12 @@ from typing import Any
 from skupper import __version__
 from skupper.base.text import printable
 from skupper.certs.tls import GENERATED_LINK_UNIT, PeerCertificate, client_context
-from skupper.controller.generated_links import GENERATED_LINKS, generated_links
 from skupper.controller.link import LINK_REQUIRED, dial_endpoint
 from skupper.daemon.metrics import LinkFigures
 from skupper.daemon.status_writer import StatusWriter
 from skupper.grants.redemption import grant_of_unit
 from skupper.resources import Resource
+from skupper.resources.generated_links import GENERATED_LINKS, generated_links
 from skupper.resources.model import MAX_LINK_COST
 from skupper.resources.status import derive_ready, set_condition
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
