@@ -259,3 +259,26 @@ def test_every_refusal_is_one_line_and_records_nothing(three: Skupper) -> None:
     row = rows(skupper, "west")[("taken", "incoming")]
     assert row["STATUS"] == "Pending"
     assert row["MESSAGE"].startswith("generated link, not applied at any site yet")
+
+
+def test_a_link_revoked_while_the_site_is_stopped_stays_out_once_it_starts(
+    skupper: Skupper,
+) -> None:
+    skupper.run("site", "create", "west", "-n", "west", "--enable-link-access")
+    skupper.run("site", "create", "east", "-n", "east")
+    apply_generated(skupper, "east", skupper.run(
+        "link", "generate", "--name", "later", "-n", "west").stdout)
+    wait_for("east's link to be Ready", lambda: state(skupper, "east", "later", "outgoing")
+             == "Ready", 15)
+    skupper.run("system", "stop", "-n", "west")
+    done = skupper.run("link", "revoke", "later", "-n", "west")
+    assert done.stdout == 'Link "later" is revoked; its certificate is refused from now on.\n'
+    assert state(skupper, "west", "later", "incoming") == "Stopped"  # as last seen
+    skupper.run("system", "start", "-n", "west")
+
+    def refused() -> bool:
+        row = rows(skupper, "east").get(("later", "outgoing"), {})
+        return row.get("STATUS") == "Error" and "revoked" in row.get("MESSAGE", "")
+
+    wait_for("east to be told its link is revoked", refused, 15)
+    assert state(skupper, "west", "later", "incoming") == "Revoked"

@@ -262,3 +262,27 @@ def test_a_binding_not_yet_written_survives_a_reload_of_the_site() -> None:
     links.set_generated_links(_generated_site(0x7))  # a Site reconcile before the write
     cert = PeerCertificate(0x7, "l", GENERATED_LINK_UNIT)
     assert "belongs to site east" in str(links.admit(hello(OTHER_ID, "south", "l"), cert))
+
+
+class _Revocable(Connection):
+    def __init__(self, hello: dict[str, str], unit: str | None = None) -> None:
+        super().__init__(hello, unit)
+        self.revoked = False
+
+    def revoke(self) -> None:
+        self.revoked = True
+
+
+def test_a_hello_judged_before_the_revocation_lists_arrived_is_cut_when_it_lands() -> None:
+    """A dialer quick after a start passes the hello before the lists are read: the
+    connection is judged again when it is registered, and never counts as up."""
+    links, writer = manager()
+    links.set_revoked({"status": {"revokedCertificates": [{"serial": "5e", "link": "l"}]}})
+    early = _Revocable(hello(EAST_ID, "east", "l"), unit=GENERATED_LINK_UNIT)
+    links.on_incoming(early, 0x5E)  # type: ignore[arg-type]
+    assert early.revoked
+    assert writer.resources.get(("Site", "west"), {}).get("status", {}).get(
+        "incomingLinks", []) == []
+    other = _Revocable(hello(OTHER_ID, "south", "m"), unit=GENERATED_LINK_UNIT)
+    links.on_incoming(other, 0x6F)  # type: ignore[arg-type]
+    assert not other.revoked

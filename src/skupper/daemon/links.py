@@ -245,6 +245,12 @@ class LinkManager:
             self._remember_failed(entry, connection)
             if self.services is not None:
                 self.services.link_down(connection)
+        elif self.is_revoked(serial, connection.peer_unit):
+            # Its hello was judged before this run took the site's revocation lists (a
+            # dialer quick after a start): judged again now, it never counts as up.
+            log.info("closing link %s: its certificate %x is revoked",
+                     printable(connection.remote_hello.get("link", "?")), serial)
+            connection.revoke()
         else:
             hello = connection.remote_hello
             site_id, name = str(hello["siteId"]), str(hello["siteName"])
