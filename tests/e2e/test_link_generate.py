@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from test_services import echo, echo_works, free_port, serve
 
 from skupper.controller.token import store_answer
 from skupper.grants.client import parse_answer
@@ -99,6 +100,7 @@ def test_two_generated_links_one_revoked_alone_the_other_stays_up(
     for ns, name in (("east", "to-east"), ("south", "to-south")):
         wait_for(f"{ns}'s generated link to be Ready",
                  lambda ns=ns, name=name: state(skupper, ns, name, "outgoing") == "Ready", 15)
+
     def both_incoming() -> dict[tuple[str, str], dict[str, str]] | None:
         found = rows(skupper, "west")
         ready = all(found.get((n, "incoming"), {}).get("STATUS") == "Ready"
@@ -120,6 +122,25 @@ def test_two_generated_links_one_revoked_alone_the_other_stays_up(
 
     assert wait_for("the bindings to be written", bound, 5) == {
         "to-east": "east", "to-south": "south"}
+
+    # Traffic: a server at west, reached from east and from south over their links.
+    server, server_port = serve(echo)
+    try:
+        skupper.run("connector", "create", "echo", str(server_port), "-n", "west")
+        ports = {}
+        for ns in ("east", "south"):
+            ports[ns] = free_port()
+            skupper.run("listener", "create", "echo", str(ports[ns]), "-n", ns,
+                        "--wait", "ready")
+            wait_for(f"echo through {ns}'s generated link", lambda ns=ns: echo_works(
+                ports[ns]), 10)
+        _revoke_one_keep_the_other(skupper, ports)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _revoke_one_keep_the_other(skupper: Skupper, ports: dict[str, int]) -> None:
 
     revoked = skupper.run("link", "revoke", "to-east", "-n", "west")
     revoked_at = time.monotonic()
@@ -144,6 +165,8 @@ def test_two_generated_links_one_revoked_alone_the_other_stays_up(
     assert refusals(skupper, "west", "to-east") == settled <= 2
     assert state(skupper, "south", "to-south", "outgoing") == "Ready"
     assert state(skupper, "west", "to-south", "incoming") == "Ready"
+    assert echo_works(ports["south"])
+    assert not echo_works(ports["east"])  # no route to west's connector any more
 
     # A restart of west keeps the revocation; the other link comes back by itself.
     skupper.run("system", "stop", "-n", "west")
