@@ -141,7 +141,7 @@ def test_two_generated_links_one_revoked_alone_the_other_stays_up(
 
 
 def _revoke_one_keep_the_other(skupper: Skupper, ports: dict[str, int]) -> None:
-
+    """Revoke east's generated link: it goes down for good, south's carries on."""
     revoked = skupper.run("link", "revoke", "to-east", "-n", "west")
     revoked_at = time.monotonic()
     assert revoked.stdout == 'Link "to-east" is revoked; its certificate is refused from now on.\n'
