@@ -54,11 +54,11 @@ if TYPE_CHECKING:
 def generate(file: str | None, name: str | None, cost: str, expires: str | None, output: str,
              target: Target) -> None:
     from skupper.base.errors import UsageError
-    from skupper.cli.token import _bounded_int
+    from skupper.cli.values import bounded_int
     from skupper.controller.generated_links import MIN_VALIDITY_SECONDS, check_name
     from skupper.resources.model import MAX_LINK_COST
 
-    link_cost = _bounded_int(cost, "--cost", 1, MAX_LINK_COST)
+    link_cost = bounded_int(cost, "--cost", 1, MAX_LINK_COST)
     validity = None
     if expires is not None:
         validity = duration_value(expires, "--expires")
