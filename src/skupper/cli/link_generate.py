@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     short_help="Generate a link to the current site.",
     arguments={"file": "Where to write the link (created 0600: it holds a private key). "
                        "Without it, or with -, the link goes to standard output."},
-    examples=[("Generate a link and apply it at the remote site",
+    examples=[("Generate a link for site east, to apply there",
                "skupper link generate --name east > east-link.yaml"),
               ("Write it to a file, with a certificate valid for 30 days",
                "skupper link generate east-link.yaml --name east --expires 720h")])
@@ -188,6 +188,7 @@ def render(documents: list[Resource], output: str) -> str:
     "revoke", cls=ReferenceCommand,
     help="Revoke a generated link: its certificate is refused from now on and the link "
          "closes; the remote site stops dialing it. Every other link stays up.",
+    short_help="Revoke one generated link.",
     arguments={"name": 'The name the link was generated with ("skupper link generate '
                        '--name").'},
     examples=[("Cut off the site that applied the generated link east",
