@@ -174,6 +174,11 @@ def certificate_serial(cert_pem: bytes) -> int:
     return _load_cert(cert_pem).serial_number
 
 
+def certificate_not_after(cert_pem: bytes) -> datetime:
+    """When a PEM certificate stops being valid (UTC); ValueError if it does not parse."""
+    return _load_cert(cert_pem).not_valid_after_utc
+
+
 def certificate_common_name(cert_pem: bytes) -> str:
     """The subject common name of a PEM certificate; ValueError if absent or unparseable."""
     return _common_name(_load_cert(cert_pem))

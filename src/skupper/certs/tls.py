@@ -89,6 +89,12 @@ def _verified_peer_cert(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> dic
     return dict(cert or {})
 
 
+# The OU of a generated link's certificate (``skupper link generate``): its CN names the
+# link, not a site, so the hello's site name is not held to it; the daemon binds the
+# certificate to the first site that links with it instead.
+GENERATED_LINK_UNIT = "skupper-generated-link"
+
+
 @dataclass(frozen=True)
 class PeerCertificate:
     """Who a verified peer certificate says its holder is.

@@ -10,7 +10,7 @@ SHORT_HELP = {
     "site": "Create, change, inspect and delete the site of a namespace.",
     "access-token": "Issue access tokens (and redeem them at remote sites).",
     "access-grant": "Inspect and delete the access grants of the current site.",
-    "link": "Inspect and delete links to remote sites.",
+    "link": "Generate, inspect, revoke and delete links to remote sites.",
     "listener": "Bind a local port to a service in the network (by routing key).",
     "connector": "Offer a local server to the network (by routing key).",
     "system": "Run the site daemon; apply and delete files of resources.",

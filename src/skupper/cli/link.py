@@ -16,9 +16,19 @@ from skupper.cli.names import name_callback
 from skupper.cli.options import Target, context_options, output_option, run
 
 
-@click.group(help="Inspect and delete links to remote sites.")
+@click.group(help="Generate, inspect, revoke and delete links to remote sites.")
 def link() -> None:
     pass
+
+
+def _add_generated_link_commands() -> None:
+    from skupper.cli.link_generate import generate, revoke
+
+    link.add_command(generate)
+    link.add_command(revoke)
+
+
+_add_generated_link_commands()
 
 
 @link.command("status", cls=ReferenceCommand,
@@ -36,21 +46,27 @@ def status(name: str | None, output: str | None, target: Target) -> None:
 async def _status(target: Target, name: str | None, output: str | None) -> None:
     from skupper.cli.output import resources, table
     from skupper.cli.session import open_session
+    from skupper.resources.generated_links import generated_links
 
     async with open_session(target) as session:
         links = await session.store.list("Link")
         incoming = _incoming_links(session.site, {lk["metadata"]["name"] for lk in links})
+        generated = generated_links(session.site)
         running = session.platform.running()
     if name:
         links = [lk for lk in links if lk["metadata"]["name"] == name]
         incoming = [lk for lk in incoming if lk.get("name") == name]
-        if not links and not incoming:
+        generated = [entry for entry in generated if entry["name"] == name]
+        if not links and not incoming and not generated:
             raise SkupperError(f'No link "{name}"', f'not in namespace "{target.namespace}"',
                                'List links with "skupper link status".')
     if output:
         resources(links, output, single=bool(name) and len(links) == 1)
         return
-    if not links and not incoming:
+    by_certificate = {str(entry["serial"]): entry for entry in generated}
+    unused = [entry for entry in generated if entry["serial"] not in
+              {lk.get("certificate") for lk in incoming}]
+    if not links and not incoming and not unused:
         click.echo(f'There are no links in namespace "{target.namespace}".')
         return
     rows = []
@@ -63,7 +79,11 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
     for lk in incoming:
         remote = lk.get("remoteSiteName") or "-"
         message = f"incoming link from site {remote}"
-        if lk.get("certificate"):
+        made_here = by_certificate.get(str(lk.get("certificate")))
+        if made_here is not None:
+            message += (f" (generated link {made_here['name']}, certificate "
+                        f"{lk['certificate']})")
+        elif lk.get("certificate"):
             message += f" (certificate {lk['certificate']})"
         if lk.get("message"):  # a dialer gone silent: why this end gave the link up
             message = str(lk["message"])
@@ -71,7 +91,27 @@ async def _status(target: Target, name: str | None, output: str | None) -> None:
         if not running:  # as the daemon last saw it; a stopped site holds no link
             state, message = "Stopped", f"the site daemon is not running ({message})"
         rows.append([lk.get("name") or "-", "incoming", state, remote, "-", message])
+    rows += [_generated_row(entry, running) for entry in unused]
     table(["NAME", "DIRECTION", "STATUS", "REMOTE SITE", "COST", "MESSAGE"], rows)
+
+
+def _generated_row(entry: dict[str, Any], running: bool) -> list[Any]:
+    """A link generated here that no site is linked with now: revoked, expired or waiting."""
+    from skupper.resources.model import now_rfc3339
+
+    remote = entry.get("remoteSiteName") or "-"
+    if entry.get("revoked"):
+        state = "Revoked"
+        message = f"generated link, revoked at {entry['revoked']}; its certificate is refused"
+    elif str(entry.get("expires") or "9") <= now_rfc3339():  # RFC 3339 UTC sorts as time
+        state, message = "Expired", f"generated link, its certificate expired at " \
+                                    f"{entry['expires']}"
+    else:
+        state = "Pending" if running else "Stopped"
+        message = (f"generated link for site {remote}, not connected now" if entry.get(
+            "remoteSiteId") else "generated link, not applied at any site yet")
+        message += f" (certificate {entry['serial']}, expires {entry.get('expires', '-')})"
+    return [entry["name"], "incoming", state, remote, "-", message]
 
 
 def _incoming_links(site: dict[str, Any] | None, outgoing: set[str]) -> list[dict[str, Any]]:
@@ -133,6 +173,13 @@ def _not_deletable_here(site: dict[str, Any] | None, name: str, target: Target,
 
     ``grants``: grant uid -> name (an incoming link's certificate names its grant's uid).
     """
+    from skupper.resources.generated_links import generated_links
+
+    if any(entry["name"] == name for entry in generated_links(site)):
+        return SkupperError(
+            f'Link "{name}" is a link generated here',
+            "its Link and Secret are at the site that applied them",
+            f'Delete them there, or cut that site off from here: "skupper link revoke {name}".')
     for incoming in _incoming_links(site, set()):
         if incoming.get("name") == name:
             remote = incoming.get("remoteSiteName") or "the remote site"

@@ -9,6 +9,10 @@ the certificate's CN); this manager adds what only the whole site knows (``admit
 hello may not claim this site's own id, nor a site id this site knows under another
 name (from a link or an advert), and one certificate speaks for one site id. An
 outgoing link's remote is held to the same rule (``_check_remote``).
+
+A generated link's certificate (``controller.generated_links``) names no site: the first
+site that links with it is bound to it for good (written into its ``generatedLinks``
+entry), and any other site presenting it is refused.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from typing import Any
 
 from skupper import __version__
 from skupper.base.text import printable
-from skupper.certs.tls import PeerCertificate, client_context
+from skupper.certs.tls import GENERATED_LINK_UNIT, PeerCertificate, client_context
 from skupper.controller.link import LINK_REQUIRED, dial_endpoint
 from skupper.daemon.metrics import LinkFigures
 from skupper.daemon.status_writer import StatusWriter
 from skupper.grants.redemption import grant_of_unit
 from skupper.resources import Resource
+from skupper.resources.generated_links import GENERATED_LINKS, generated_links
 from skupper.resources.model import MAX_LINK_COST
 from skupper.resources.status import derive_ready, set_condition
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
@@ -80,6 +85,8 @@ class LinkManager:
         self._certificate_sites = _Pins()  # certificate serial -> the site id it spoke for
         self._revoked_serials: set[int] = set()
         self._revoked_grants: set[str] = set()
+        # Generated links by certificate serial (hex): name, and the site bound to it.
+        self._generated: dict[str, dict[str, str]] = {}
         # Service traffic (daemon.services.ServiceRouter), set by the daemon: told of every
         # link that comes and goes, handed every stream a peer opens.
         self.services: Any = None
@@ -207,6 +214,11 @@ class LinkManager:
         known = self.site_name_of(site_id)
         if known is not None and known != name:
             return f"site id {site_id} belongs to site {printable(known, 63)}, not {name}"
+        if cert.unit == GENERATED_LINK_UNIT and cert.serial is not None:
+            bound = self._generated.get(format(cert.serial, "x")) or {}
+            if bound.get("remoteSiteId") not in (None, site_id):
+                return (f"the certificate of generated link {bound.get('name')} belongs to "
+                        f"site {printable(bound.get('remoteSiteName', '?'), 63)}")
         if cert.serial is not None:
             spoke_for = self._certificate_sites.get(cert.serial)
             if spoke_for is not None and spoke_for != site_id:
@@ -233,6 +245,12 @@ class LinkManager:
             self._remember_failed(entry, connection)
             if self.services is not None:
                 self.services.link_down(connection)
+        elif self.is_revoked(serial, connection.peer_unit):
+            # Its hello was judged before this run took the site's revocation lists (a
+            # dialer quick after a start): judged again now, it never counts as up.
+            log.info("closing link %s: its certificate %x is revoked",
+                     printable(connection.remote_hello.get("link", "?")), serial)
+            connection.revoke()
         else:
             hello = connection.remote_hello
             site_id, name = str(hello["siteId"]), str(hello["siteName"])
@@ -245,6 +263,8 @@ class LinkManager:
                 "grant": grant_of_unit(connection.peer_unit) or "",
             }
             self._incoming_serials[connection] = serial
+            if connection.peer_unit == GENERATED_LINK_UNIT:
+                self._bind_generated(format(serial, "x"), site_id, name)
             if self.services is not None:
                 connection.set_stream_handler(self.services.on_stream)
                 self.services.link_up(connection, outgoing=False,
@@ -280,6 +300,31 @@ class LinkManager:
                                                 "message": reason}
         while len(self._failed_incoming) > MAX_FAILED_INCOMING:
             self._failed_incoming.pop(next(iter(self._failed_incoming)))
+
+    # -- generated links ---------------------------------------------------------------
+
+    def set_generated_links(self, site: Resource) -> None:
+        """Take the site's generated links; a binding made here and not yet written stays."""
+        taken: dict[str, dict[str, str]] = {}
+        for entry in generated_links(site):
+            serial = str(entry["serial"])
+            known = {key: str(entry[key]) for key in ("name", "remoteSiteId", "remoteSiteName")
+                     if entry.get(key)}
+            pending = self._generated.get(serial) or {}
+            if "remoteSiteId" not in known and pending.get("remoteSiteId"):
+                known.update(remoteSiteId=pending["remoteSiteId"],
+                             remoteSiteName=pending.get("remoteSiteName", ""))
+            taken[serial] = known
+        self._generated = taken
+
+    def _bind_generated(self, serial: str, site_id: str, site_name: str) -> None:
+        """The first site to link with a generated link's certificate owns it from now on."""
+        entry = self._generated.get(serial)
+        if entry is None or entry.get("remoteSiteId"):
+            return
+        entry.update(remoteSiteId=site_id, remoteSiteName=site_name)
+        log.info("generated link %s is bound to site %s (%s)", entry.get("name"), site_name,
+                 site_id)
 
     # -- revocation -------------------------------------------------------------------
 
@@ -378,9 +423,19 @@ class LinkManager:
             network = self.services.network(network[0], network[1:])
             network_links = self.services.network_links()
         self.network, self.network_links = network, network_links
+        # Bindings of generated links ride on this write: a later one replaces it (the
+        # writer keeps the newest change per resource) and carries them again.
+        bindings = {serial: entry for serial, entry in self._generated.items()
+                    if entry.get("remoteSiteId")}
 
         def change(site: Resource) -> None:
             status = site.setdefault("status", {})
+            for generated in status.get(GENERATED_LINKS) or []:
+                bound = bindings.get(str(generated.get("serial"))) \
+                    if isinstance(generated, dict) else None
+                if bound and not generated.get("remoteSiteId"):
+                    generated["remoteSiteId"] = bound["remoteSiteId"]
+                    generated["remoteSiteName"] = bound.get("remoteSiteName", "")
             status["network"] = network
             status["networkLinks"] = network_links
             status["sitesInNetwork"] = len(network)

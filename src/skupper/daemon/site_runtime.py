@@ -86,6 +86,7 @@ class SiteRuntime:
         site = await self.sites.current_site()
         if site is not None:
             self.links.set_site(site)
+            self.links.set_generated_links(site)
             self.links.set_revoked(site)
             await self.observation.configure(site)
         # Everything that hangs off the site follows it (the Site itself excluded).

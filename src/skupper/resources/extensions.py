@@ -61,11 +61,23 @@ STATUS_EXTENSIONS: dict[str, dict[str, Any]] = {
                 },
             },
         },
+        # A revoked certificate names what it was issued for: a grant or a generated link.
         "revokedCertificates": {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {key: _STRING for key in ("serial", "grant", "time")},
+                "properties": {key: _STRING for key in ("serial", "grant", "link", "time")},
+            },
+        },
+        # Links generated here (skupper link generate), each with its own certificate;
+        # revoked ones are kept, and the site first linked with each is bound to it.
+        "generatedLinks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {key: _STRING for key in (
+                    "name", "serial", "expires", "time", "revoked", "remoteSiteId",
+                    "remoteSiteName")},
             },
         },
     },

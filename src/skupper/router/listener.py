@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from skupper.base.text import printable
-from skupper.certs.tls import PeerCertificate, peer_certificate
+from skupper.certs.tls import GENERATED_LINK_UNIT, PeerCertificate, peer_certificate
 from skupper.router.link import (
     REVOKED_MESSAGE,
     LinkClosed,
@@ -49,7 +49,13 @@ IdentityCheck = Callable[[dict[str, Any], PeerCertificate], str | None]
 
 
 def certificate_mismatch(claimed: dict[str, Any], cert: PeerCertificate) -> str | None:
-    """Why a checked hello does not match the certificate it came with, or None."""
+    """Why a checked hello does not match the certificate it came with, or None.
+
+    A generated link's certificate names its link, not a site: the daemon's ``admit``
+    binds it to the first site that links with it.
+    """
+    if cert.unit == GENERATED_LINK_UNIT:
+        return None
     if cert.common_name is None:
         return "the link certificate names no single site (CN)"
     if claimed.get("siteName") != cert.common_name:
