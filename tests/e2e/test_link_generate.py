@@ -1,8 +1,7 @@
 """``skupper link generate`` and ``skupper link revoke`` end to end, with real daemons.
 
-A site with link access generates links; each receiving site stores the generated Secret
-and Link the way it stores a redemption answer (``grants.client.parse_answer`` and
-``controller.token.store_answer``: the checks and the code path ``system apply -f`` takes),
+Sites made from YAML with ``system apply -f``; one with link access generates links; each
+receiving site applies the generated Secret and Link with ``system apply -f -`` (no token),
 and its daemon dials. Every wait is bounded; only 127.0.0.1 is dialed.
 """
 
@@ -24,9 +23,6 @@ import yaml
 from cryptography import x509
 from test_services import echo, echo_works, free_port, serve
 
-from skupper.controller.token import store_answer
-from skupper.grants.client import parse_answer
-from skupper.store.secrets import FileSecretStore
 from skupper.store.sqlite import SqliteStore
 from tests_support import SKUPPER, Skupper, table, wait_for
 
@@ -34,23 +30,14 @@ pytestmark = pytest.mark.e2e
 
 
 def apply_generated(skupper: Skupper, ns: str, text: str) -> str:
-    """Store a generated Link and Secret at site ``ns`` as a redemption answer is stored."""
+    """Apply a generated Secret and Link at site ``ns`` with ``system apply -f -``."""
     docs = [d for d in yaml.safe_load_all(text) if d]
     (link,) = [d for d in docs if d["kind"] == "Link"]
-    name = link["metadata"]["name"]
-    root = skupper.namespace_dir(ns)
-
-    async def store() -> None:
-        answer = parse_answer("a generated link", text.encode(), name)
-        database = SqliteStore(root / "store.db")
-        try:
-            await store_answer(database, FileSecretStore(root / "secrets"), answer,
-                               int(link["spec"]["cost"]))
-        finally:
-            database.close()
-
-    asyncio.run(store())
-    return str(name)
+    name = str(link["metadata"]["name"])
+    # No wait: some tests hand a file to a site the issuer then refuses.
+    done = skupper.run("system", "apply", "-f", "-", "--wait", "none", "-n", ns, input=text)
+    assert f'Link "{name}" created' in done.stdout, done.stdout
+    return name
 
 
 def rows(skupper: Skupper, ns: str) -> dict[tuple[str, str], dict[str, str]]:
@@ -113,10 +100,15 @@ def refusals(skupper: Skupper, ns: str, link: str) -> int:
 
 @pytest.fixture
 def three(skupper: Skupper) -> Skupper:
-    """west with link access; east and south, which link to it without a token."""
-    skupper.run("site", "create", "west", "-n", "west", "--enable-link-access")
-    for ns in ("east", "south"):
-        skupper.run("site", "create", ns, "-n", ns)
+    """west with link access; east and south, which link to it without a token.
+
+    Each site is one YAML document applied with ``system apply -f``, as sites as code are.
+    """
+    for ns, spec in (("west", "  linkAccess: default\n"), ("east", ""), ("south", "")):
+        site = f"apiVersion: skupper.io/v2alpha1\nkind: Site\nmetadata:\n  name: {ns}\n"
+        done = skupper.run("system", "apply", "-f", "-", "-n", ns,
+                           input=site + (f"spec:\n{spec}" if spec else ""))
+        assert f'Site "{ns}" created' in done.stdout, done.stdout
     return skupper
 
 
