@@ -1,7 +1,7 @@
 """Benchmark: the scale of one link (issue 14, point 5).
 
     .venv/bin/python bench/bench_scale.py [--quick] [--connections 1000] [--seconds 10]
-        [--idle 5000] [--daemon-nofile 1024] [--keep]
+        [--idle 5000] [--daemon-nofile 1024] [--profile DIR] [--keep]
 
 Sites a and b, one link; a listener at a, a connector at b for a selector-based server
 (one process: a counting sink and an echo). Two figures:
@@ -45,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import LOOPBACK, PYTHON, Hermetic, hermetic, machine_info
+from profiles import Profiler
 from service_sites import expose, link, open_fds, open_files_limit, rss_kib
 
 TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")
@@ -288,6 +289,9 @@ def _concurrent(h: Hermetic, server: subprocess.Popen[str], port: int,
     _line(client, WAIT_SECONDS, f"opening {args.connections} connections")
     _say(client, "go")
     time.sleep(WARM_UP_SECONDS)
+    profiler = Profiler(Path(args.profile).resolve()) if args.profile else None
+    if profiler:
+        profiler.start(f"scale-{args.connections}", pids)
     _say(server, "mark")
     first = json.loads(_line(server, 30, "the sink's first count"))
     time.sleep(args.seconds / 2)
@@ -296,6 +300,8 @@ def _concurrent(h: Hermetic, server: subprocess.Popen[str], port: int,
     time.sleep(args.seconds / 2)
     _say(server, "mark")
     last = json.loads(_line(server, 30, "the sink's second count"))
+    if profiler:
+        profiler.summarise(profiler.stop())
     _say(client, "stop")
     result = json.loads(_line(client, WAIT_SECONDS, "the connections' end"))
     client.wait(30)
@@ -420,6 +426,8 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=5000)
     parser.add_argument("--daemon-nofile", type=int, default=1024,
                         help="soft open-files limit the daemons start with (0: the bench's)")
+    parser.add_argument("--profile", metavar="DIR", default="",
+                        help="py-spy and perf the daemons during the concurrent window")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
