@@ -243,17 +243,31 @@ def _soft_limit(limit: int) -> Iterator[None]:
 
 
 def _line(child: subprocess.Popen[str], seconds: float, what: str) -> str:
-    """The child's next stdout line within ``seconds``, else an error naming ``what``."""
+    """The child's next stdout line within ``seconds``, else an error naming ``what``
+    (at once when the child has ended, with the last line of its stderr)."""
     assert child.stdout is not None
     sel = selectors.DefaultSelector()
     sel.register(child.stdout, selectors.EVENT_READ)
-    ready = sel.select(timeout=seconds)
-    sel.close()
-    line = child.stdout.readline() if ready else ""
-    if not line:
-        raise RuntimeError(f"{what}: no answer within {seconds:.0f} s "
-                           f"(exit status {child.poll()})")
-    return line
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if sel.select(timeout=1.0):
+                line = child.stdout.readline()
+                if line:
+                    return line
+                break  # end of its output
+            if child.poll() is not None:
+                break
+    finally:
+        sel.close()
+    status = child.poll()
+    said = ""
+    if status is not None and child.stderr is not None:
+        lines = child.stderr.read().strip().splitlines()
+        said = f": {lines[-1][:300]}" if lines else ""
+    ended = f"it exited with status {status}{said}" if status is not None else \
+        f"no answer within {seconds:.0f} s"
+    raise RuntimeError(f"{what}: {ended}")
 
 
 def _say(child: subprocess.Popen[str], text: str) -> None:
@@ -264,7 +278,7 @@ def _say(child: subprocess.Popen[str], text: str) -> None:
 
 def _spawn(h: Hermetic, argv: list[str]) -> subprocess.Popen[str]:
     child: subprocess.Popen[str] = h.spawn(  # type: ignore[assignment]
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return child
 
 
