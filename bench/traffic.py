@@ -191,9 +191,11 @@ def throughput(client: Client, streams: int, mib: int) -> float:
         if sock.recv(1) != b"!":
             raise RuntimeError("the sink did not confirm the transfer")
 
-    elapsed = _in_threads(streams, send)
-    for sock in conns:
-        sock.close()
+    try:
+        elapsed = _in_threads(streams, send)
+    finally:
+        for sock in conns:
+            sock.close()
     return per_stream * streams / elapsed / 1e6
 
 
