@@ -79,7 +79,7 @@ TARGETS = (
 
 
 @dataclass
-class Path_:
+class TrafficPath:
     """One way from the client to the server, and the processes that forward on it."""
 
     label: str
@@ -98,7 +98,7 @@ class Path_:
         return statistics.median(values) if values else None
 
 
-def _client(h: Hermetic, pki: Path, path: Path_, port: int, *extra: str,
+def _client(h: Hermetic, pki: Path, path: TrafficPath, port: int, *extra: str,
             cap: float = CAP_SECONDS) -> Any:
     argv = [PYTHON, TRAFFIC, "client", "--pki", str(pki), "--port", str(port),
             "--cap", str(cap), *extra]
@@ -112,7 +112,7 @@ def _client(h: Hermetic, pki: Path, path: Path_, port: int, *extra: str,
     return json.loads(done.stdout)
 
 
-def _stunnel(h: Hermetic, pki: Path, work: Path, ports: dict[str, int]) -> Path_:
+def _stunnel(h: Hermetic, pki: Path, work: Path, ports: dict[str, int]) -> TrafficPath:
     """Two stunnel4 processes, client side and server side, for the sink and the echo."""
     front = {name: free_port() for name in ("sink", "echo")}
     middle = {name: free_port() for name in ("sink", "echo")}
@@ -136,11 +136,11 @@ def _stunnel(h: Hermetic, pki: Path, work: Path, ports: dict[str, int]) -> Path_
                                               stdout=subprocess.DEVNULL, stderr=log).pid
     for port in (*front.values(), *middle.values()):
         wait_listening(port, 10.0, f"stunnel (see {work})")
-    return Path_("stunnel", front["sink"], front["echo"], forwarders=pids)
+    return TrafficPath("stunnel", front["sink"], front["echo"], forwarders=pids)
 
 
 def _link_paths(h: Hermetic, work: Path, ports: dict[str, int], loop: str,
-                labelled: bool) -> list[Path_]:
+                labelled: bool) -> list[TrafficPath]:
     prefix = "u" if loop == "uvloop" and labelled else ""
     saved = dict(h.env)
     if loop:
@@ -155,12 +155,12 @@ def _link_paths(h: Hermetic, work: Path, ports: dict[str, int], loop: str,
         pids = {ns: h.daemon_pid(ns) for ns in sites}
         running = sorted({event_loop_of(pid) for pid in pids.values()})
         shown = f"{label} ({loop})" if labelled else label
-        paths.append(Path_(shown, service_ports["sink"], service_ports["echo"],
+        paths.append(TrafficPath(shown, service_ports["sink"], service_ports["echo"],
                            forwarders=pids, loop="/".join(running)))
     return paths
 
 
-def _measure_round(h: Hermetic, pki: Path, path: Path_, args: argparse.Namespace) -> None:
+def _measure_round(h: Hermetic, pki: Path, path: TrafficPath, args: argparse.Namespace) -> None:
     before = cpu_seconds(path.forwarders.values())
     one = _client(h, pki, path, path.sink, "--test", "throughput", "--streams", "1",
                   "--mib", str(args.mib))
@@ -184,7 +184,7 @@ def _pct(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _profile(h: Hermetic, pki: Path, paths: list[Path_], args: argparse.Namespace) -> None:
+def _profile(h: Hermetic, pki: Path, paths: list[TrafficPath], args: argparse.Namespace) -> None:
     """One unmeasured pass per 1-link path: each load under py-spy and perf."""
     profiler = Profiler(Path(args.profile).resolve())
     if not profiler.tools:
@@ -213,7 +213,7 @@ def _profile(h: Hermetic, pki: Path, paths: list[Path_], args: argparse.Namespac
                   file=sys.stderr)
 
 
-def _idle_memory(h: Hermetic, pki: Path, path: Path_, count: int) -> dict[str, float]:
+def _idle_memory(h: Hermetic, pki: Path, path: TrafficPath, count: int) -> dict[str, float]:
     """RSS growth per connection of each daemon on ``path`` while ``count`` are held."""
     before = {ns: rss_kib(pid) for ns, pid in path.forwarders.items()}
     child = subprocess.Popen(
@@ -272,7 +272,7 @@ def main() -> int:
     return 1 if args.check and missed else 0
 
 
-def _set_up(h: Hermetic, args: argparse.Namespace) -> list[Path_]:
+def _set_up(h: Hermetic, args: argparse.Namespace) -> list[TrafficPath]:
     work = h.home / "bench"
     pki = work / "pki"
     pki.mkdir(mode=0o700, parents=True)
@@ -280,8 +280,8 @@ def _set_up(h: Hermetic, args: argparse.Namespace) -> list[Path_]:
     server = h.spawn([PYTHON, TRAFFIC, "server", "--pki", str(pki)], stdout=subprocess.PIPE)
     assert server.stdout is not None
     ports: dict[str, int] = json.loads(server.stdout.readline())
-    paths = [Path_("direct", ports["sink"], ports["echo"]),
-             Path_("bare TLS pipe", ports["tls-sink"], ports["tls-echo"], tls=True)]
+    paths = [TrafficPath("direct", ports["sink"], ports["echo"]),
+             TrafficPath("bare TLS pipe", ports["tls-sink"], ports["tls-echo"], tls=True)]
     if STUNNEL:
         paths.append(_stunnel(h, pki, work, ports))
     else:
@@ -296,7 +296,7 @@ def _set_up(h: Hermetic, args: argparse.Namespace) -> list[Path_]:
                                        ("1 link, uncounted", False, ("f", "g"))):
             service_ports = uncounted_pair(h, work, ports, *names, counting=counting)
             pids = {ns: h.daemon_pid(ns) for ns in names}
-            paths.append(Path_(label, service_ports["sink"], service_ports["echo"],
+            paths.append(TrafficPath(label, service_ports["sink"], service_ports["echo"],
                                forwarders=pids, loop=event_loop_of(pids[names[0]])))
     return paths
 
@@ -305,7 +305,7 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
-def _line(path: Path_, index: int) -> str:
+def _line(path: TrafficPath, index: int) -> str:
     f = path.figures
     cpu = f"{f['cpu'][index]:.1f}" if "cpu" in f else "-"
     return (f"{path.label}: 1 stream {f['one'][index]:.0f} MB/s, 16 streams "
@@ -313,7 +313,7 @@ def _line(path: Path_, index: int) -> str:
             f"{f['p99'][index]:.0f} us, {f['rate'][index]:.0f} connections/s, CPU {cpu} s/GB")
 
 
-def _report(paths: list[Path_], memory: dict[str, dict[str, float]],
+def _report(paths: list[TrafficPath], memory: dict[str, dict[str, float]],
             args: argparse.Namespace) -> bool:
     """Prints the tables; True when a target was missed or could not be judged."""
     print("| path | 1 stream MB/s | 16 streams MB/s | p50 µs | p99 µs | connections/s | "
@@ -350,7 +350,7 @@ def _report(paths: list[Path_], memory: dict[str, dict[str, float]],
     return missed
 
 
-def _targets(paths: list[Path_]) -> bool:
+def _targets(paths: list[TrafficPath]) -> bool:
     stunnel = next((p for p in paths if p.label == "stunnel"), None)
     links = [p for p in paths if p.label.startswith("1 link") and "counted" not in p.label]
     print("\n| target (1 link vs stunnel, same run) | 1 link | stunnel | ratio | bound | met? |")
