@@ -144,18 +144,20 @@ def _concurrent(h: Hermetic, server: subprocess.Popen[str], port: int,
         time.sleep(0.5)
     reached = time.monotonic() - went
     profiler = Profiler(Path(args.profile).resolve()) if args.profile else None
-    if profiler:
-        profiler.start(f"scale-{args.connections}", pids)
-        _say(server, "mark")  # the window is the profiled time
-        first = json.loads(_line(server, 30, "the sink's first count"))
-    time.sleep(args.seconds / 2)
-    during = _rss(pids)
-    fds = {ns: open_fds(pid) for ns, pid in pids.items()}
-    time.sleep(args.seconds / 2)
-    _say(server, "mark")
-    last = json.loads(_line(server, 30, "the sink's second count"))
-    if profiler:
-        profiler.summarise(profiler.stop())
+    try:
+        if profiler:
+            profiler.start(f"scale-{args.connections}", pids)
+            _say(server, "mark")  # the window is the profiled time
+            first = json.loads(_line(server, 30, "the sink's first count"))
+        time.sleep(args.seconds / 2)
+        during = _rss(pids)
+        fds = {ns: open_fds(pid) for ns, pid in pids.items()}
+        time.sleep(args.seconds / 2)
+        _say(server, "mark")
+        last = json.loads(_line(server, 30, "the sink's second count"))
+    finally:
+        if profiler:
+            profiler.summarise(profiler.stop())
     _say(client, "stop")
     result = json.loads(_line(client, WAIT_SECONDS, "the connections' end"))
     client.wait(30)
