@@ -222,6 +222,11 @@ def _bench(h: Hermetic, args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _ratio(high: float, low: float) -> str:
+    """high/low, or "inf" when low got nothing (a starved connection, not a big number)."""
+    return f"{high / low:.2f}" if low > 0 else "inf"
+
+
 def _kib(values: dict[str, int]) -> str:
     return ", ".join(f"{ns} {kib / 1024:.1f} MiB" for ns, kib in values.items())
 
@@ -240,7 +245,7 @@ def _report(args: argparse.Namespace, limits: dict[str, tuple[int, int]],
           + asked + " |")
     if concurrent:
         r, rates = concurrent["result"], concurrent["rates"]
-        ratio = f"{rates[-1] / rates[0]:.2f}" if rates and rates[0] > 0 else "inf"
+        ratio = _ratio(rates[-1], rates[0]) if rates else "-"
         before, during, after = concurrent["rss"]
         print(f"| {args.connections} concurrent: completed | {r['completed']} of "
               f"{r['connections']} ({concurrent['sinks_at_start']} had reached the sink "
@@ -251,8 +256,10 @@ def _report(args: argparse.Namespace, limits: dict[str, tuple[int, int]],
             print(f"| per connection MB/s min / p10 / p50 / p90 / max | {rates[0]:.3f} / "
                   f"{_pct(rates, 0.1):.3f} / {statistics.median(rates):.3f} / "
                   f"{_pct(rates, 0.9):.3f} / {rates[-1]:.3f} |")
+            idle_ones = sum(1 for rate in rates if rate == 0)
             print(f"| per connection max/min | {ratio} (p90/p10 "
-                  f"{_pct(rates, 0.9) / max(_pct(rates, 0.1), 1e-9):.2f}) |")
+                  f"{_ratio(_pct(rates, 0.9), _pct(rates, 0.1))}; {idle_ones} connections "
+                  "got nothing in the window) |")
         print(f"| RSS before / during / after | {_kib(before)} / {_kib(during)} / "
               f"{_kib(after)} |")
         print("| open fds during | " + ", ".join(
