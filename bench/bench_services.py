@@ -1,521 +1,378 @@
 """Benchmark: service traffic through links, side by side with its baselines.
 
-    .venv/bin/python bench/bench_services.py [--quick] [--rounds 2] [--mib 256]
-                                             [--idle 1000] [--keep] [--metrics-cost]
+    .venv/bin/python bench/bench_services.py [--quick] [--rounds 3] [--mib 256]
+        [--requests 2000] [--idle 1000] [--loop asyncio|uvloop|both] [--check]
+        [--profile DIR] [--metrics-cost] [--keep]
 
 One run measures, on 127.0.0.1, every figure for every path, interleaved per round:
 
-  direct     the client connects to the server itself (plain TCP)
-  bare-tls   a bare asyncio TLS pipe in Python: client and server speak TLS 1.3 to each
-             other (P-256, mutual), nothing between: the ceiling for Python here
-  stunnel    the usual TLS tunnel: client -> stunnel -> (mutual TLS 1.3) -> stunnel ->
-             server, two stunnel4 processes (skipped when stunnel4 is not installed)
-  1 link     client -> listener at site a -> link -> connector at site b -> server
-  2 links    client -> listener at site a -> b -> c -> connector at site c -> server
+  direct         the client connects to the server itself (plain TCP)
+  bare TLS pipe  client and server speak mutual TLS 1.3 (P-256) to each other, nothing
+                 between: what Python's ssl module costs on its own
+  stunnel        client -> stunnel -> (mutual TLS 1.3) -> stunnel -> server, two stunnel4
+                 processes (skipped when stunnel4 is not installed)
+  1 link         client -> listener at site a -> link -> connector at site b -> server
+  2 links        client -> listener at site a -> b -> c -> connector at site c -> server
 
-With ``--metrics-cost`` two more pairs of sites, alike in all else, stand side by side:
-d -> e as shipped ("1 link, counted") and f -> g with the bridge's byte counting taken
-out ("1 link, uncounted": a ``sitecustomize`` the bench writes replaces the two
-counting methods of ``TcpSide`` with copies that do not count): what the metrics cost
-the data path.
+Every path is loaded by the same programs (bench/traffic.py): blocking-socket clients,
+a fresh process per figure, and one threaded server process. Figures per path: one
+stream and 16 streams MB/s, p50/p99 of 64-byte echo round trips on one connection,
+connections/s (8 concurrent clients, each connecting, echoing 64 bytes and closing, 400
+in all), the forwarders' CPU seconds per GB moved by the two throughput runs (utime +
+stime of the stunnels or of the path's site daemons, from /proc/<pid>/stat), and each
+daemon's RSS growth per idle connection held through two links.
 
-Figures: throughput of one stream and of 16 parallel streams (the client sends, the
-server counts and answers one byte when all arrived), request/response latency p50
-and p99 (64-byte echo, one connection, ``--requests`` round trips), and the memory
-an idle connection costs each site daemon (``--idle`` connections held open through
-two links; RSS growth / connections).
+``--loop`` sets SKUPPER_EVENT_LOOP for the daemons it starts (``both``: one set of sites
+per loop); the loop each daemon really runs is read from its memory map and reported.
+``--profile DIR`` adds one unmeasured pass that records py-spy and perf of the 1-link
+daemons under each load and writes per-load summaries (see bench/profiles.py).
+``--metrics-cost`` adds two like pairs of sites, one without the bridge's byte counting.
+``--check`` exits 1 when a target against stunnel is missed (or cannot be judged).
 
-Processes: the servers run in one process, each client in a fresh one, the site
-daemons and stunnel in theirs; everything is stopped by pid at the end (also on error,
-Ctrl-C or SIGTERM). Every loop is bounded: fixed sizes and counts, a time cap per
-transfer, timeouts on every wait.
+Everything is stopped by pid at the end (also on error, Ctrl-C or SIGTERM); every loop
+is bounded: fixed sizes and counts, a time cap on every socket call and every wait.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import re
-import resource
 import shutil
-import ssl
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import LOOPBACK, PYTHON, Hermetic, hermetic, machine_info
+from profiles import Profiler
+from service_sites import (
+    bench_pki,
+    cpu_seconds,
+    event_loop_of,
+    free_port,
+    linked_sites,
+    rss_kib,
+    uncounted_pair,
+    wait_listening,
+)
+from traffic import ECHO_SIZE, MIB, raise_open_files_limit
 
-MIB = 1024 * 1024
-CHUNK = 256 * 1024
-SERVER_LIFETIME_SECONDS = 900.0
-TRANSFER_CAP_SECONDS = 30.0
-ECHO_SIZE = 64
+TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
+CAP_SECONDS = 30.0
+PROFILE_CAP_SECONDS = 120.0
+LOOPS = ("asyncio", "uvloop")
+
+# Targets against stunnel in the same run (issue 14): (figure, is "higher better", bound).
+TARGETS = (
+    ("one", "1 stream MB/s", True, 1.0),
+    ("p50", "p50 µs", False, 1.5),
+    ("p99", "p99 µs", False, 1.5),
+    ("rate", "connections/s", True, 2.5),
+    ("cpu", "forwarders' CPU s per GB", False, 1.0),
+)
 
 
-# --- the server process ------------------------------------------------------------------
+@dataclass
+class TrafficPath:
+    """One way from the client to the server, and the processes that forward on it."""
+
+    label: str
+    sink: int
+    echo: int
+    tls: bool = False
+    forwarders: dict[str, int] = field(default_factory=dict)  # name -> pid
+    loop: str = ""  # the event loop its daemons run ("" for no daemons)
+    figures: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.figures.setdefault(name, []).append(value)
+
+    def median(self, name: str) -> float | None:
+        values = self.figures.get(name)
+        return statistics.median(values) if values else None
 
 
-class _Sink(asyncio.BufferedProtocol):
-    """Reads an 8-byte length, then that many bytes; answers b"!" when all arrived."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray(MIB)
-        self._want = -1
-        self._got = 0
-        self._head = b""
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return memoryview(self._buf)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        data = memoryview(self._buf)[:nbytes]
-        if self._want < 0:
-            need = 8 - len(self._head)
-            self._head += bytes(data[:need])
-            data = data[need:]
-            if len(self._head) < 8:
-                return
-            self._want = int.from_bytes(self._head, "big")
-        self._got += len(data)
-        if self._got >= self._want:
-            self.transport.write(b"!")
-
-    def eof_received(self) -> bool:
-        return False
-
-
-class _Echo(asyncio.Protocol):
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.transport.write(data)
-
-
-def _server_tls(pki: Path) -> ssl.SSLContext:
-    from skupper.certs.tls import server_context
-
-    return server_context((pki / "server.crt").read_bytes(), (pki / "server.key").read_bytes(),
-                          client_ca_pem=(pki / "ca.crt").read_bytes())
-
-
-def _client_tls(pki: Path) -> ssl.SSLContext:
-    from skupper.certs.tls import client_context
-
-    return client_context((pki / "ca.crt").read_bytes(),
-                          cert_pem=(pki / "client.crt").read_bytes(),
-                          key_pem=(pki / "client.key").read_bytes())
-
-
-async def _serve(pki: Path) -> None:
-    _raise_nofile()
-    loop = asyncio.get_running_loop()
-    tls = _server_tls(pki)
-    servers = {
-        "sink": await loop.create_server(_Sink, LOOPBACK, 0, backlog=2048),
-        "echo": await loop.create_server(_Echo, LOOPBACK, 0, backlog=2048),
-        "tls-sink": await loop.create_server(_Sink, LOOPBACK, 0, ssl=tls, backlog=2048),
-        "tls-echo": await loop.create_server(_Echo, LOOPBACK, 0, ssl=tls, backlog=2048),
-    }
-    ports = {name: s.sockets[0].getsockname()[1] for name, s in servers.items()}
-    print(json.dumps(ports), flush=True)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(loop.create_future(), SERVER_LIFETIME_SECONDS)
-
-
-# --- the client process -------------------------------------------------------------------
-
-
-async def _open(port: int, tls: ssl.SSLContext | None) -> tuple[Any, Any]:
-    return await asyncio.open_connection(LOOPBACK, port, ssl=tls,
-                                         server_hostname=LOOPBACK if tls else None,
-                                         limit=MIB)
-
-
-async def _throughput(port: int, tls: ssl.SSLContext | None, streams: int, mib: int) -> float:
-    per_stream = mib * MIB // streams
-    block = memoryview(b"x" * CHUNK)
-    conns = [await _open(port, tls) for _ in range(streams)]
-
-    async def send(reader: Any, writer: Any) -> None:
-        writer.write(per_stream.to_bytes(8, "big"))
-        left = per_stream
-        while left > 0:
-            n = min(CHUNK, left)
-            writer.write(block[:n])
-            left -= n
-            await writer.drain()
-        assert await reader.readexactly(1) == b"!"
-
-    started = time.perf_counter()
-    async with asyncio.timeout(TRANSFER_CAP_SECONDS):
-        await asyncio.gather(*(send(r, w) for r, w in conns))
-    elapsed = time.perf_counter() - started
-    for _, writer in conns:
-        writer.close()
-    return per_stream * streams / elapsed / 1e6  # MB/s
-
-
-async def _latency(port: int, tls: ssl.SSLContext | None, requests: int) -> list[float]:
-    reader, writer = await _open(port, tls)
-    payload = b"r" * ECHO_SIZE
-    samples = []
-    async with asyncio.timeout(TRANSFER_CAP_SECONDS):
-        for i in range(requests + 50):
-            started = time.perf_counter()
-            writer.write(payload)
-            await reader.readexactly(ECHO_SIZE)
-            if i >= 50:  # warm-up round trips are not counted
-                samples.append((time.perf_counter() - started) * 1e6)
-    writer.close()
-    return samples
-
-
-async def _idle(port: int, count: int) -> None:
-    conns = []
-    async with asyncio.timeout(60):
-        for _ in range(count):
-            reader, writer = await _open(port, None)
-            writer.write(b"i")
-            conns.append((reader, writer))
-        for reader, _ in conns:  # every connection is spliced end to end
-            await reader.readexactly(1)
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    for _, writer in conns:
-        writer.close()
-
-
-def _client(args: argparse.Namespace) -> None:
-    _raise_nofile()
-    tls = _client_tls(Path(args.pki)) if args.tls else None
-    if args.test == "throughput":
-        result: Any = asyncio.run(_throughput(args.port, tls, args.streams, args.mib))
-    elif args.test == "latency":
-        result = asyncio.run(_latency(args.port, tls, args.requests))
-    else:
-        asyncio.run(_idle(args.port, args.count))
-        return
-    print(json.dumps(result))
-
-
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-
-
-# --- the orchestration ---------------------------------------------------------------------
-
-
-def _pki(folder: Path) -> None:
-    from skupper.certs.issue import generate_ca, issue_certificate
-
-    ca = generate_ca("bench CA")
-    server = issue_certificate(ca, "127.0.0.1", usage="server", hosts=[LOOPBACK])
-    client = issue_certificate(ca, "bench client", usage="client")
-    for name, data in (("ca.crt", ca.cert_pem), ("server.crt", server.cert_pem),
-                       ("server.key", server.key_pem), ("client.crt", client.cert_pem),
-                       ("client.key", client.key_pem)):
-        (folder / name).write_bytes(data)
-        (folder / name).chmod(0o600)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def _run_client(h: Hermetic, pki: Path, port: int, *extra: str, tls: bool = False) -> Any:
-    argv = [PYTHON, __file__, "--role", "client", "--pki", str(pki), "--port", str(port),
-            *extra]
-    if tls:
+def _client(h: Hermetic, pki: Path, path: TrafficPath, port: int, *extra: str,
+            cap: float = CAP_SECONDS) -> Any:
+    argv = [PYTHON, TRAFFIC, "client", "--pki", str(pki), "--port", str(port),
+            "--cap", str(cap), *extra]
+    if path.tls:
         argv.append("--tls")
     done = subprocess.run(argv, env=h.env, capture_output=True, text=True,
-                          timeout=TRANSFER_CAP_SECONDS + 30, check=False)
+                          timeout=cap * 4 + 30, check=False, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
-        raise RuntimeError(f"client {extra} on port {port} failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"{path.label}: client {' '.join(extra)} failed: "
+                           f"{done.stderr.strip()[-1500:]}")
     return json.loads(done.stdout)
 
 
-def _stunnel(h: Hermetic, pki: Path, work: Path, ports: dict[str, int]) -> dict[str, int]:
+def _stunnel(h: Hermetic, pki: Path, work: Path, ports: dict[str, int]) -> TrafficPath:
     """Two stunnel4 processes, client side and server side, for the sink and the echo."""
-    front = {name: _free_port() for name in ("sink", "echo")}
-    middle = {name: _free_port() for name in ("sink", "echo")}
+    front = {name: free_port() for name in ("sink", "echo")}
+    middle = {name: free_port() for name in ("sink", "echo")}
+    # TCP_NODELAY on both sides, as the daemons (asyncio) and the load generator set it.
     common = ("foreground = yes\npid =\ndebug = 3\nsslVersionMin = TLSv1.3\n"
-              f"CAfile = {pki / 'ca.crt'}\nverifyChain = yes\n")
-    client = common + "client = yes\n" + f"cert = {pki / 'client.crt'}\n" \
-        f"key = {pki / 'client.key'}\n"
+              f"CAfile = {pki / 'ca.crt'}\nverifyChain = yes\n"
+              "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n")
+    client = common + f"client = yes\ncert = {pki / 'client.crt'}\nkey = {pki / 'client.key'}\n"
     server = common + f"cert = {pki / 'server.crt'}\nkey = {pki / 'server.key'}\n"
     for name in front:
         client += f"[{name}]\naccept = {LOOPBACK}:{front[name]}\n" \
                   f"connect = {LOOPBACK}:{middle[name]}\n"
         server += f"[{name}]\naccept = {LOOPBACK}:{middle[name]}\n" \
                   f"connect = {LOOPBACK}:{ports[name]}\n"
+    pids = {}
     for side, text in (("client", client), ("server", server)):
         conf = work / f"stunnel-{side}.conf"
         conf.write_text(text)
-        h.spawn([str(STUNNEL), str(conf)], stdout=subprocess.DEVNULL,
-                stderr=open(work / f"stunnel-{side}.log", "wb"))  # noqa: SIM115
-    deadline = time.monotonic() + 10
-    for port in list(front.values()) + list(middle.values()):
-        while not _listening(port):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"stunnel did not listen on {port}: see {work}")
-            time.sleep(0.05)
-    return front
+        with (work / f"stunnel-{side}.log").open("wb") as log:
+            pids[f"stunnel-{side}"] = h.spawn([str(STUNNEL), str(conf)],
+                                              stdout=subprocess.DEVNULL, stderr=log).pid
+    for port in (*front.values(), *middle.values()):
+        wait_listening(port, 10.0, f"stunnel (see {work})")
+    return TrafficPath("stunnel", front["sink"], front["echo"], forwarders=pids)
 
 
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex((LOOPBACK, port)) == 0
-
-
-def _sites(h: Hermetic, work: Path, ports: dict[str, int]) -> dict[str, dict[str, int]]:
-    """Sites a, b, c linked a - b - c; listeners at a for connectors at b and at c."""
-    h.skupper("site", "create", "a", "-n", "a", "--enable-link-access")
-    h.skupper("site", "create", "b", "-n", "b", "--enable-link-access")
-    h.skupper("site", "create", "c", "-n", "c")
-    for issuer, redeemer in (("a", "b"), ("b", "c")):
-        token = work / f"{issuer}-{redeemer}.yaml"
-        h.skupper("access-token", "issue", str(token), "-n", issuer)
-        h.skupper("access-token", "redeem", str(token), "-n", redeemer)
-    paths: dict[str, dict[str, int]] = {"1 link": {}, "2 links": {}}
-    for label, far in (("1 link", "b"), ("2 links", "c")):
-        for service in ("sink", "echo"):
-            key = f"{service}-{far}"
-            h.skupper("connector", "create", key, str(ports[service]), "-n", far)
-            port = _free_port()
-            h.skupper("listener", "create", key, str(port), "--host", LOOPBACK, "-n", "a",
-                      "--wait", "ready", "--timeout", "30s")
-            paths[label][service] = port
-    return paths
-
-
-# Loaded by the uncounted sites' daemons (PYTHONPATH): TcpSide without its byte counters.
-_UNCOUNTED = '''
-from skupper.router import bridge
-
-
-def data_received(self, data):
-    if not self.peer_ready:
-        self._early.append(data)
-        return
-    if not self.peer.deliver(data) and self.transport is not None:
-        self.transport.pause_reading()
-
-
-def deliver(self, data):
-    if self.dead or self.transport is None:
-        return True
-    self.transport.write(data)
-    return not self._write_paused
-
-
-bridge.TcpSide.data_received = data_received
-bridge.TcpSide.deliver = deliver
-'''
-
-
-def _pair(h: Hermetic, work: Path, ports: dict[str, int], first: str, second: str,
-          *, counting: bool) -> dict[str, int]:
-    """Sites first -> second alone (one link, one listener, one connector per service),
-    their daemons with or without the bridge's byte counting: two such pairs differ in
-    nothing else."""
+def _link_paths(h: Hermetic, work: Path, ports: dict[str, int], loop: str,
+                labelled: bool) -> list[TrafficPath]:
+    prefix = "u" if loop == "uvloop" and labelled else ""
     saved = dict(h.env)
-    if not counting:
-        patch = work / "uncounted"
-        patch.mkdir(mode=0o700, exist_ok=True)
-        (patch / "sitecustomize.py").write_text(_UNCOUNTED)
-        h.env["PYTHONPATH"] = str(patch)
+    if loop:
+        h.env["SKUPPER_EVENT_LOOP"] = loop
     try:
-        h.skupper("site", "create", first, "-n", first, "--enable-link-access")
-        h.skupper("site", "create", second, "-n", second)
-        token = work / f"{first}-{second}.yaml"
-        h.skupper("access-token", "issue", str(token), "-n", first)
-        h.skupper("access-token", "redeem", str(token), "-n", second)
-        out: dict[str, int] = {}
-        for service in ("sink", "echo"):
-            key = f"{service}-{second}"
-            h.skupper("connector", "create", key, str(ports[service]), "-n", second)
-            port = _free_port()
-            h.skupper("listener", "create", key, str(port), "--host", LOOPBACK, "-n", first,
-                      "--wait", "ready", "--timeout", "30s")
-            out[service] = port
+        made = linked_sites(h, work, ports, prefix)
     finally:
         h.env.clear()
         h.env.update(saved)
-    return out
+    paths = []
+    for label, (service_ports, sites) in made.items():
+        pids = {ns: h.daemon_pid(ns) for ns in sites}
+        running = sorted({event_loop_of(pid) for pid in pids.values()})
+        shown = f"{label} ({loop})" if labelled else label
+        paths.append(TrafficPath(shown, service_ports["sink"], service_ports["echo"],
+                           forwarders=pids, loop="/".join(running)))
+    return paths
 
 
-def _rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+)", text)
-    return int(match.group(1)) if match else 0
+def _measure_round(h: Hermetic, pki: Path, path: TrafficPath, args: argparse.Namespace) -> None:
+    before = cpu_seconds(path.forwarders.values())
+    one = _client(h, pki, path, path.sink, "--test", "throughput", "--streams", "1",
+                  "--mib", str(args.mib))
+    many = _client(h, pki, path, path.sink, "--test", "throughput", "--streams", "16",
+                   "--mib", str(args.mib))
+    if path.forwarders:
+        gigabytes = 2 * args.mib * MIB / 1e9
+        path.add("cpu", (cpu_seconds(path.forwarders.values()) - before) / gigabytes)
+    samples = sorted(_client(h, pki, path, path.echo, "--test", "latency",
+                             "--requests", str(args.requests)))
+    rate = _client(h, pki, path, path.echo, "--test", "connrate", "--clients", "8",
+                   "--total", str(args.connections))
+    path.add("one", one)
+    path.add("sixteen", many)
+    path.add("p50", _pct(samples, 0.50))
+    path.add("p99", _pct(samples, 0.99))
+    path.add("rate", rate)
 
 
-def _idle_memory(h: Hermetic, pki: Path, port: int, count: int) -> dict[str, float]:
-    pids = {ns: h.daemon_pid(ns) for ns in ("a", "b", "c")}
-    before = {ns: _rss_kib(pid) for ns, pid in pids.items()}
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _profile(h: Hermetic, pki: Path, paths: list[TrafficPath], args: argparse.Namespace) -> None:
+    """One unmeasured pass per 1-link path: each load under py-spy and perf."""
+    profiler = Profiler(Path(args.profile).resolve())
+    if not profiler.tools:
+        print("profile: neither py-spy nor perf is installed", file=sys.stderr)
+        return
+    # Longer than the measured runs, so every load gives a few seconds of samples.
+    loads = {
+        "throughput": ("--test", "throughput", "--streams", "1", "--mib", str(16 * args.mib)),
+        "latency": ("--test", "latency", "--requests", str(5 * args.requests)),
+        "connrate": ("--test", "connrate", "--clients", "8",
+                     "--total", str(10 * args.connections)),
+    }
+    for path in paths:
+        if not path.label.startswith("1 link") or "counted" in path.label:
+            continue
+        tag = path.label.replace(" ", "").replace("(", "-").replace(")", "")
+        for load, extra in loads.items():
+            profiler.start(f"{tag}-{load}", path.forwarders)
+            try:
+                port = path.sink if load == "throughput" else path.echo
+                _client(h, pki, path, port, *extra, cap=PROFILE_CAP_SECONDS)
+            finally:
+                files = profiler.stop()
+            profiler.summarise(files)
+            print(f"profile {path.label} {load}: {len(files)} files in {profiler.folder}",
+                  file=sys.stderr)
+
+
+def _idle_memory(h: Hermetic, pki: Path, path: TrafficPath, count: int) -> dict[str, float]:
+    """RSS growth per connection of each daemon on ``path`` while ``count`` are held."""
+    before = {ns: rss_kib(pid) for ns, pid in path.forwarders.items()}
     child = subprocess.Popen(
-        [PYTHON, __file__, "--role", "client", "--pki", str(pki), "--port", str(port),
-         "--test", "idle", "--count", str(count)],
+        [PYTHON, TRAFFIC, "client", "--port", str(path.echo), "--test", "idle",
+         "--count", str(count), "--cap", str(CAP_SECONDS)],
         env=h.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdin is not None
-        line = child.stdout.readline()
-        if line.strip() != "ready":
-            raise RuntimeError("the idle client failed")
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{path.label}: the idle client failed")
         time.sleep(1.0)
-        after = {ns: _rss_kib(pid) for ns, pid in pids.items()}
+        after = {ns: rss_kib(pid) for ns, pid in path.forwarders.items()}
         child.stdin.write("\n")
         child.stdin.flush()
-        child.wait(30)
+        child.wait(CAP_SECONDS)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait(5)
-    return {ns: (after[ns] - before[ns]) / count for ns in pids}
-
-
-def _pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return {ns: (after[ns] - before[ns]) / count for ns in before}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=("bench", "server", "client"), default="bench")
-    parser.add_argument("--pki", default="")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--tls", action="store_true")
-    parser.add_argument("--test", choices=("throughput", "latency", "idle"),
-                        default="throughput")
-    parser.add_argument("--streams", type=int, default=1)
-    parser.add_argument("--mib", type=int, default=256)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mib", type=int, default=256, help="MiB per throughput run")
+    parser.add_argument("--requests", type=int, default=2000, help="echo round trips")
+    parser.add_argument("--connections", type=int, default=400,
+                        help="connections per connection-rate run")
     parser.add_argument("--idle", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--loop", choices=(*LOOPS, "both"), default=None,
+                        help="SKUPPER_EVENT_LOOP for the daemons (default: theirs)")
+    parser.add_argument("--quick", action="store_true", help="one round, small sizes")
+    parser.add_argument("--check", action="store_true", help="exit 1 on a missed target")
+    parser.add_argument("--profile", metavar="DIR", default="",
+                        help="py-spy and perf the 1-link daemons under each load")
     parser.add_argument("--metrics-cost", action="store_true",
                         help="also run a link whose daemons do not count bytes")
+    parser.add_argument("--keep", action="store_true", help="keep the temp data home")
     args = parser.parse_args()
-    if args.role == "server":
-        asyncio.run(_serve(Path(args.pki)))
-        return 0
-    if args.role == "client":
-        _client(args)
-        return 0
     if args.quick:
         args.rounds, args.mib, args.requests, args.idle = 1, 64, 500, 200
-    _raise_nofile()
+    raise_open_files_limit()
     with hermetic("skupper-bench-services-", keep=args.keep) as h:
-        return _bench(h, args)
+        paths = _set_up(h, args)
+        pki = h.home / "bench" / "pki"
+        for round_no in range(args.rounds):
+            for path in paths:
+                _measure_round(h, pki, path, args)
+                print(f"round {round_no + 1} {_line(path, -1)}", file=sys.stderr)
+        memory = {p.label: _idle_memory(h, pki, p, args.idle)
+                  for p in paths if p.label.startswith("2 links")}
+        if args.profile:
+            _profile(h, pki, paths, args)
+        missed = _report(paths, memory, args)
+    return 1 if args.check and missed else 0
 
 
-def _bench(h: Hermetic, args: argparse.Namespace) -> int:
+def _set_up(h: Hermetic, args: argparse.Namespace) -> list[TrafficPath]:
     work = h.home / "bench"
-    work.mkdir(mode=0o700)
     pki = work / "pki"
-    pki.mkdir(mode=0o700)
-    _pki(pki)
-    server = h.spawn([PYTHON, __file__, "--role", "server", "--pki", str(pki)],
-                     stdout=subprocess.PIPE)
+    pki.mkdir(mode=0o700, parents=True)
+    bench_pki(pki)
+    server = h.spawn([PYTHON, TRAFFIC, "server", "--pki", str(pki)], stdout=subprocess.PIPE)
     assert server.stdout is not None
     ports: dict[str, int] = json.loads(server.stdout.readline())
-    print("server ports:", ports, file=sys.stderr)
-    paths: dict[str, tuple[dict[str, int], bool]] = {
-        "direct": ({"sink": ports["sink"], "echo": ports["echo"]}, False),
-        "bare asyncio TLS": ({"sink": ports["tls-sink"], "echo": ports["tls-echo"]}, True),
-    }
+    paths = [TrafficPath("direct", ports["sink"], ports["echo"]),
+             TrafficPath("bare TLS pipe", ports["tls-sink"], ports["tls-echo"], tls=True)]
     if STUNNEL:
-        paths["stunnel"] = (_stunnel(h, pki, work, ports), False)
+        paths.append(_stunnel(h, pki, work, ports))
     else:
-        print("stunnel4 not installed: its column is skipped", file=sys.stderr)
-    print("creating sites a, b, c ...", file=sys.stderr)
-    for label, service_ports in _sites(h, work, ports).items():
-        paths[label] = (service_ports, False)
+        print("stunnel4 not installed (apt-get install stunnel4): its path is skipped",
+              file=sys.stderr)
+    loops = LOOPS if args.loop == "both" else (args.loop or "",)
+    for loop in loops:
+        print(f"creating linked sites ({loop or 'default loop'}) ...", file=sys.stderr)
+        paths += _link_paths(h, work, ports, loop, labelled=args.loop == "both")
     if args.metrics_cost:
-        paths["1 link, counted"] = (_pair(h, work, ports, "d", "e", counting=True), False)
-        paths["1 link, uncounted"] = (_pair(h, work, ports, "f", "g", counting=False), False)
-
-    results: dict[str, dict[str, list[float]]] = {p: {} for p in paths}
-    for round_no in range(args.rounds):
-        for label, (service_ports, tls) in paths.items():
-            got = results[label]
-            one = _run_client(h, pki, service_ports["sink"], "--test", "throughput",
-                              "--streams", "1", "--mib", str(args.mib), tls=tls)
-            many = _run_client(h, pki, service_ports["sink"], "--test", "throughput",
-                               "--streams", "16", "--mib", str(args.mib), tls=tls)
-            lat = _run_client(h, pki, service_ports["echo"], "--test", "latency",
-                              "--requests", str(args.requests), tls=tls)
-            got.setdefault("one", []).append(one)
-            got.setdefault("sixteen", []).append(many)
-            got.setdefault("p50", []).append(_pct(lat, 0.50))
-            got.setdefault("p99", []).append(_pct(lat, 0.99))
-            print(f"round {round_no + 1} {label}: 1 stream {one:.0f} MB/s, 16 streams "
-                  f"{many:.0f} MB/s, p50 {_pct(lat, 0.5):.0f} us, p99 {_pct(lat, 0.99):.0f} us",
-                  file=sys.stderr)
-    memory = _idle_memory(h, pki, paths["2 links"][0]["echo"], args.idle)
-    _report(results, memory, args)
-    return 0
+        for label, counting, names in (("1 link, counted", True, ("d", "e")),
+                                       ("1 link, uncounted", False, ("f", "g"))):
+            service_ports = uncounted_pair(h, work, ports, *names, counting=counting)
+            pids = {ns: h.daemon_pid(ns) for ns in names}
+            paths.append(TrafficPath(label, service_ports["sink"], service_ports["echo"],
+                               forwarders=pids, loop=event_loop_of(pids[names[0]])))
+    return paths
 
 
-def _report(results: dict[str, dict[str, list[float]]], memory: dict[str, float],
-            args: argparse.Namespace) -> None:
-    med = {label: {k: statistics.median(v) for k, v in got.items()}
-           for label, got in results.items()}
-    direct = med["direct"]["p50"]
-    print("| path | 1 stream MB/s | 16 streams MB/s | p50 µs | p99 µs | p50 added µs |")
-    print("|---|---|---|---|---|---|")
-    for label, m in med.items():
-        added = "-" if label == "direct" else f"{m['p50'] - direct:.0f}"
-        print(f"| {label} | {m['one']:.0f} | {m['sixteen']:.0f} | {m['p50']:.0f} | "
-              f"{m['p99']:.0f} | {added} |")
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _line(path: TrafficPath, index: int) -> str:
+    f = path.figures
+    cpu = f"{f['cpu'][index]:.1f}" if "cpu" in f else "-"
+    return (f"{path.label}: 1 stream {f['one'][index]:.0f} MB/s, 16 streams "
+            f"{f['sixteen'][index]:.0f} MB/s, p50 {f['p50'][index]:.0f} us, p99 "
+            f"{f['p99'][index]:.0f} us, {f['rate'][index]:.0f} connections/s, CPU {cpu} s/GB")
+
+
+def _report(paths: list[TrafficPath], memory: dict[str, dict[str, float]],
+            args: argparse.Namespace) -> bool:
+    """Prints the tables; True when a target was missed or could not be judged."""
+    print("| path | 1 stream MB/s | 16 streams MB/s | p50 µs | p99 µs | connections/s | "
+          "forwarders' CPU s per GB |")
+    print("|---|---|---|---|---|---|---|")
+    for p in paths:
+        cells = [_cell(p.median(k)) for k in ("one", "sixteen", "p50", "p99", "rate", "cpu")]
+        print(f"| {p.label} | " + " | ".join(cells) + " |")
     print()
-    link = med["1 link"]
-    bare = med["bare asyncio TLS"]
-    print(f"1 link, one stream: {link['one'] / bare['one']:.0%} of the bare asyncio TLS pipe "
-          "(target >= 70%)", end="")
-    if "stunnel" in med:
-        st = med["stunnel"]
-        print(f", {link['one'] / st['one']:.0%} of stunnel (target >= 50%); p50 added "
-              f"{link['p50'] - direct:.0f} us vs stunnel's {st['p50'] - direct:.0f} us "
-              f"({(link['p50'] - direct) / max(st['p50'] - direct, 1e-9):.1f}x, "
-              "target <= 2x)")
-    else:
-        print()
-    if "1 link, uncounted" in med:
-        counted, plain = med["1 link, counted"], med["1 link, uncounted"]
-        print(f"metrics' cost (two like pairs of sites): counting {counted['one']:.0f} MB/s "
-              f"vs uncounted {plain['one']:.0f} MB/s one stream "
-              f"({counted['one'] / plain['one']:.1%}), "
-              f"{counted['sixteen'] / plain['sixteen']:.1%} with 16 streams (target >= 97%)")
-    print("memory per idle connection (2 links, RSS growth / connections): " + ", ".join(
-        f"site {ns} {kib:.1f} KiB" for ns, kib in memory.items()) + " (target <= 16 KiB)")
-    print(f"\n{args.rounds} rounds (medians), {args.mib} MiB per throughput run, "
-          f"{args.requests} round trips of {ECHO_SIZE} bytes, {args.idle} idle connections")
+    for p in paths:
+        if p.loop:
+            asked = args.loop if args.loop in LOOPS else (
+                p.label.rsplit("(", 1)[-1].rstrip(")") if args.loop == "both" else "")
+            note = f" (asked for {asked}: SKUPPER_EVENT_LOOP is not obeyed)" \
+                if asked and p.loop != asked and "counted" not in p.label else ""
+            print(f"- {p.label}: the daemons run {p.loop}{note}")
+    for label, per_site in memory.items():
+        print(f"- memory per idle connection, {label} ({args.idle} held, RSS growth / "
+              "connections): " + ", ".join(f"site {ns} {kib:.1f} KiB"
+                                          for ns, kib in per_site.items()))
+    missed = _targets(paths)
+    if any(p.label == "1 link, uncounted" for p in paths):
+        counted = next(p for p in paths if p.label == "1 link, counted")
+        plain = next(p for p in paths if p.label == "1 link, uncounted")
+        print(f"\nmetrics' cost (two like pairs of sites): counted / uncounted "
+              f"{counted.median('one') / plain.median('one'):.1%} one stream, "  # type: ignore[operator]
+              f"{counted.median('sixteen') / plain.median('sixteen'):.1%} 16 streams")  # type: ignore[operator]
+    print(f"\n{args.rounds} interleaved rounds (medians), {args.mib} MiB per throughput run "
+          f"(16 streams: {args.mib / 16:g} MiB each), {args.requests} round trips of "
+          f"{ECHO_SIZE} bytes, {args.connections} connections per rate run, "
+          f"{args.idle} idle connections")
     for line in machine_info():
         print(line)
+    return missed
+
+
+def _targets(paths: list[TrafficPath]) -> bool:
+    stunnel = next((p for p in paths if p.label == "stunnel"), None)
+    links = [p for p in paths if p.label.startswith("1 link") and "counted" not in p.label]
+    print("\n| target (1 link vs stunnel, same run) | 1 link | stunnel | ratio | bound | met? |")
+    print("|---|---|---|---|---|---|")
+    if stunnel is None:
+        print("| all | - | - | - | - | cannot judge: stunnel4 is not installed |")
+        return True
+    missed = False
+    for link in links:
+        for key, name, higher, bound in TARGETS:
+            ours, theirs = link.median(key), stunnel.median(key)
+            if ours is None or theirs is None or theirs == 0:
+                print(f"| {link.label}: {name} | - | - | - | - | cannot judge |")
+                missed = True
+                continue
+            ratio = ours / theirs
+            met = ratio >= bound if higher else ratio <= bound
+            missed = missed or not met
+            sign = ">=" if higher else "<="
+            print(f"| {link.label}: {name} | {_cell(ours)} | {_cell(theirs)} | {ratio:.2f}x | "
+                  f"{sign} {bound:.1f}x | {'PASS' if met else 'MISS'} |")
+    return missed
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
+import resource
 import sys
 
 from skupper.base.errors import SkupperError
@@ -28,6 +30,18 @@ log = logging.getLogger("skupper.daemon")
 
 # How often the daemon checks that its store is still usable (cheap: one attribute).
 _STORE_CHECK_SECONDS = 0.2
+
+
+def _raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: every connection through the site costs
+    one or two descriptors, and service managers start services at a soft 1024 (systemd's
+    default) while allowing far more (this sandbox's hard limit is 20000)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return  # an unlimited hard limit is left to the admin; nothing to raise otherwise
+    # On failure it keeps the soft limit it had; the start line in the log says which.
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _hold_lock(paths: NamespacePaths) -> int | None:
@@ -110,7 +124,9 @@ def _run_locked(paths: NamespacePaths, namespace: str) -> int:
         log.info("a site daemon already runs for namespace %s", namespace)
         return 0
     write_private(paths.pid_file, f"{os.getpid()}\n")
-    log.info("site daemon starting for namespace %s (pid %d)", namespace, os.getpid())
+    _raise_open_files_limit()
+    log.info("site daemon starting for namespace %s (pid %d, open files limit %d)",
+             namespace, os.getpid(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     try:
         asyncio.run(serve(paths))
     except StoreUnusable as error:
