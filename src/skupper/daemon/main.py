@@ -17,7 +17,7 @@ import sys
 
 from skupper.base.errors import SkupperError
 from skupper.base.files import ensure_private_dir, write_private
-from skupper.daemon import logs
+from skupper.daemon import event_loop, logs
 from skupper.daemon.site_runtime import SiteRuntime
 from skupper.platforms.local import NamespacePaths
 from skupper.platforms.local_daemon import EXIT_UNUSABLE
@@ -109,10 +109,17 @@ def _run_locked(paths: NamespacePaths, namespace: str) -> int:
     if lock is None:
         log.info("a site daemon already runs for namespace %s", namespace)
         return 0
-    write_private(paths.pid_file, f"{os.getpid()}\n")
-    log.info("site daemon starting for namespace %s (pid %d)", namespace, os.getpid())
     try:
-        asyncio.run(serve(paths))
+        loop_kind = event_loop.chosen()
+    except SkupperError as error:
+        log.error("%s", error.line())
+        os.close(lock)
+        return EXIT_UNUSABLE
+    write_private(paths.pid_file, f"{os.getpid()}\n")
+    log.info("site daemon starting for namespace %s (pid %d, event loop %s)", namespace,
+             os.getpid(), loop_kind)
+    try:
+        event_loop.run(serve(paths), loop_kind)
     except StoreUnusable as error:
         log.error("%s", error.line())
         log.info("site daemon stopped (exit status %d: nothing to serve from)", EXIT_UNUSABLE)

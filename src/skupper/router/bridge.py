@@ -31,7 +31,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from skupper.router.control import ControlPlane, encode_line, read_header
 from skupper.router.flows import CLOSED, CONNECTOR, LISTENER, RESET, FlowLog, FlowRecord
@@ -106,8 +106,8 @@ class TcpSide(asyncio.Protocol, _Side):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport, only alike.
+        self.transport = cast(asyncio.Transport, transport)
         if self.dead:  # aborted before the socket was ours
             self.dead = False
             self.abort()
