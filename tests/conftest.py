@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests_support import Skupper, hermetic_env
+from tests_support import EVENT_LOOPS, Skupper, hermetic_env
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -107,8 +107,6 @@ def west(skupper: Skupper) -> Skupper:
     skupper.run("site", "create", "west", "--enable-link-access")
     return skupper
 
-
-EVENT_LOOPS = ("asyncio", "uvloop")
 
 
 @pytest.fixture(params=EVENT_LOOPS)

@@ -25,6 +25,7 @@ from skupper.router.hello import (
     MAX_HELLO_BYTES,
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
+    STREAM_HEADERS,
     HelloError,
     encode_hello,
     parse_hello,
@@ -112,7 +113,7 @@ class LinkConnection:
         self.transport: asyncio.Transport = protocol.transport
         self._is_client = is_client
         self._local_hello = {"protocol": PROTOCOL_NAME, "version": PROTOCOL_VERSION,
-                             **local_hello}
+                             "streamHeader": STREAM_HEADERS, **local_hello}
         self._on_stream = on_stream
         self._admit = admit
         self.session = yamux.Session(is_client, initial_window=STREAM_WINDOW)
