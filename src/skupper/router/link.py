@@ -258,10 +258,10 @@ class LinkConnection:
 
     def _write_out(self) -> None:
         self._flush_scheduled = False
-        data = self.session.data_to_send()
-        if data and not self.transport.is_closing():
-            self.bytes_sent += len(data)
-            self.transport.write(data)
+        pieces = self.session.pieces_to_send()
+        if pieces and not self.transport.is_closing():
+            self.bytes_sent += sum(map(len, pieces))
+            self.transport.writelines(pieces)
 
     async def drain(self) -> None:
         """Write what is queued; return once the transport takes more. Raises LinkClosed."""
@@ -343,7 +343,7 @@ class LinkConnection:
 
     # -- reading and events (LinkProtocol's callbacks) -----------------------------------
 
-    def link_data(self, data: bytes) -> None:
+    def link_data(self, data: memoryview) -> None:
         if self._closed.done():
             return
         self.bytes_received += len(data)
