@@ -118,6 +118,8 @@ def _run_locked(paths: NamespacePaths, namespace: str) -> int:
     write_private(paths.pid_file, f"{os.getpid()}\n")
     log.info("site daemon starting for namespace %s (pid %d, event loop %s)", namespace,
              os.getpid(), loop_kind)
+    log.debug("%s=%r asked for the event loop", event_loop.ENV_VAR,
+              os.environ.get(event_loop.ENV_VAR, "auto"))
     try:
         event_loop.run(serve(paths), loop_kind)
     except StoreUnusable as error:
