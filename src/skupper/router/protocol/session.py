@@ -259,12 +259,6 @@ class Session:
         self._out = []
         return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
 
-    def pieces_to_send(self) -> list[bytes | memoryview]:
-        """What ``data_to_send`` would join, as its pieces (headers and payloads), for
-        a transport's ``writelines``: no copy here."""
-        out, self._out = self._out, []
-        return out
-
     def open_stream(self) -> int:
         if self._terminated or self._local_go_away or self._remote_go_away:
             raise SessionClosedError("session is going away; no new streams")
