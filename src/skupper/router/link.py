@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -400,7 +401,7 @@ class LinkConnection:
             case yamux.PingAcknowledged(opaque=opaque):
                 sent = self._ping_sent
                 if sent is not None and sent[0] == opaque:
-                    self.rtt = asyncio.get_running_loop().time() - sent[1]
+                    self.rtt = time.perf_counter() - sent[1]
             case _:
                 pass  # pings are answered by the session; any frame counts as heard
 
@@ -416,7 +417,9 @@ class LinkConnection:
                 self.close(f"{HEARTBEAT_LOST} for {silent:.0f} s", grace=0)
                 return
             counter = (counter + 1) & 0xFFFFFFFF
-            self._ping_sent = (counter, loop.time())
+            # Not loop.time(): uvloop's counts whole milliseconds, and a loopback
+            # round trip is well under one (it would read 0).
+            self._ping_sent = (counter, time.perf_counter())
             self.session.ping(counter)
             self.flush()
 
