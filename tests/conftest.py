@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests_support import Skupper, hermetic_env
+from tests_support import EVENT_LOOPS, Skupper, hermetic_env
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -106,3 +106,27 @@ def west(skupper: Skupper) -> Skupper:
     """A running site "west" with link access on 127.0.0.1."""
     skupper.run("site", "create", "west", "--enable-link-access")
     return skupper
+
+
+
+@pytest.fixture(params=EVENT_LOOPS)
+def each_event_loop(request: pytest.FixtureRequest,
+                    monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test once on asyncio's loop and once on uvloop's (the daemon's default).
+
+    In process, ``asyncio.run`` makes its loop from the policy set here; daemons the test
+    starts read ``SKUPPER_EVENT_LOOP``. (uvloop connects in C, past the loopback guard's
+    patched ``socket.connect``; these tests dial 127.0.0.1 only.)
+    """
+    import asyncio
+
+    kind: str = request.param
+    monkeypatch.setenv("SKUPPER_EVENT_LOOP", kind)
+    if kind == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        yield kind
+    finally:
+        asyncio.set_event_loop_policy(None)

@@ -16,6 +16,9 @@ from typing import TypeVar
 
 SKUPPER = str(Path(sys.executable).parent / "skupper")
 
+# The event loops the data plane runs on (SKUPPER_EVENT_LOOP); its tests run on each.
+EVENT_LOOPS = ("asyncio", "uvloop")
+
 
 @dataclass
 class Skupper:

@@ -29,6 +29,7 @@ import yaml
 
 from skupper.certs.tls import client_context
 from skupper.router.link import LinkClosed, LinkConnection
+from skupper.router.link_transport import dial_tls
 from skupper.router.stream import LinkStream
 from tests_support import Skupper, alive, table, wait_for
 
@@ -126,10 +127,8 @@ async def _dial(net: Network, hello: dict[str, Any], hold: float = 0.0) -> dict[
     tls = client_context(net.mallory.ca_pem, cert_pem=net.mallory.cert_pem,
                          key_pem=net.mallory.key_pem)
     async with asyncio.timeout(15):
-        reader, writer = await asyncio.open_connection(net.host, net.port, ssl=tls,
-                                                       server_hostname=net.host)
-        connection = LinkConnection(reader, writer, is_client=True, local_hello=hello,
-                                    on_stream=_swallow)
+        connection = LinkConnection(await dial_tls(net.host, net.port, tls), is_client=True,
+                                    local_hello=hello, on_stream=_swallow)
         try:
             remote = await connection.start()
             await asyncio.sleep(hold)
@@ -232,9 +231,8 @@ def test_a_5000_digit_version_is_refused_in_one_line(network: Network) -> None:
     async def main() -> str:
         tls = client_context(network.mallory.ca_pem, cert_pem=network.mallory.cert_pem,
                              key_pem=network.mallory.key_pem)
-        reader, writer = await asyncio.open_connection(network.host, network.port, ssl=tls,
-                                                       server_hostname=network.host)
-        connection = LinkConnection(reader, writer, is_client=True, local_hello={})
+        connection = LinkConnection(await dial_tls(network.host, network.port, tls),
+                                    is_client=True, local_hello={})
         connection._encode_hello = lambda: raw + b"\n"  # type: ignore[method-assign]
         try:
             async with asyncio.timeout(15):

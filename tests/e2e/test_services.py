@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests_support import Skupper, hermetic_env, table, wait_for
+from tests_support import EVENT_LOOPS, Skupper, hermetic_env, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -186,12 +186,16 @@ def echo_listener(net: Net) -> int:
 
 
 @contextlib.contextmanager
-def line_of_sites(folder: Path) -> Iterator[Net]:
+def line_of_sites(folder: Path, event_loop: str = "") -> Iterator[Net]:
     """Sites a - b - c (b redeemed a's token, c redeemed b's) in a data home under
-    ``folder``; every daemon and server is stopped at the end, also on failure."""
+    ``folder``, their daemons on ``event_loop`` (SKUPPER_EVENT_LOOP; default: the
+    daemon's choice); every daemon and server is stopped at the end, also on failure."""
     home = folder / "home"
     home.mkdir()
-    skupper = Skupper(home=home, env=hermetic_env(home))
+    env = hermetic_env(home)
+    if event_loop:
+        env["SKUPPER_EVENT_LOOP"] = event_loop
+    skupper = Skupper(home=home, env=env)
     network = Net(skupper, folder)
     try:
         skupper.run("site", "create", "a", "-n", "a", "--enable-link-access")
@@ -204,13 +208,23 @@ def line_of_sites(folder: Path) -> Iterator[Net]:
         network.close()
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    with line_of_sites(tmp_path_factory.mktemp("services")) as network:
+@pytest.fixture(scope="module", params=EVENT_LOOPS)
+def net(request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    """The data plane runs on both event loops: every test here runs on each."""
+    with line_of_sites(tmp_path_factory.mktemp("services"), request.param) as network:
         yield network
 
 
 # --- listeners and connectors --------------------------------------------------------------
+
+
+def test_the_daemons_run_on_the_event_loop_they_were_told(net: Net) -> None:
+    wanted = net.skupper.env["SKUPPER_EVENT_LOOP"]
+    for site in ("a", "b", "c"):
+        log = Path(net.skupper.env["XDG_DATA_HOME"]) / "skupper" / "namespaces" / site \
+            / "logs" / "daemon.log"
+        assert f"(pid {net.skupper.daemon_pid(site)}, event loop {wanted}," in log.read_text()
 
 
 def test_a_client_at_one_end_reaches_a_server_two_links_away(net: Net) -> None:

@@ -24,9 +24,13 @@ from skupper.certs.issue import KeyPair, generate_ca, issue_certificate
 from skupper.certs.tls import client_context, server_context
 from skupper.router.control import ControlPlane
 from skupper.router.link import LinkConnection
+from skupper.router.link_transport import dial_tls
 from skupper.router.listener import LinkListener
 from skupper.router.routing import SiteAd
 from skupper.router.stream import LinkStream
+
+# The data plane runs on both event loops; every test here runs on each.
+pytestmark = pytest.mark.usefixtures("each_event_loop")
 
 WEST = {"siteId": "11111111-1111-4111-8111-111111111111", "siteName": "west"}
 EAST = {"siteId": "22222222-2222-4222-8222-222222222222", "siteName": "east"}
@@ -90,9 +94,7 @@ class West:
 
         pair = self.pki.clients[hello["siteName"]]
         tls = client_context(self.pki.ca.cert_pem, cert_pem=pair.cert_pem, key_pem=pair.key_pem)
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=tls,
-                                                       server_hostname="127.0.0.1")
-        client = LinkConnection(reader, writer, is_client=True,
+        client = LinkConnection(await dial_tls("127.0.0.1", self.port, tls), is_client=True,
                                 local_hello={**hello, "link": f"{hello['siteName']}-link"},
                                 on_stream=take_control)
         await client.start()

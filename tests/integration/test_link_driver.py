@@ -24,8 +24,12 @@ from skupper.certs.issue import KeyPair, generate_ca, issue_certificate
 from skupper.certs.tls import client_context, server_context
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
 from skupper.router.link import LinkClosed, LinkConnection
+from skupper.router.link_transport import LinkProtocol, dial_tls
 from skupper.router.listener import LinkListener
 from skupper.router.stream import LinkStream, StreamReset
+
+# The data plane runs on both event loops; every test here runs on each.
+pytestmark = pytest.mark.usefixtures("each_event_loop")
 
 WEST = {"siteId": "11111111-1111-4111-8111-111111111111", "siteName": "west"}
 EAST = {"siteId": "22222222-2222-4222-8222-222222222222", "siteName": "east"}
@@ -415,20 +419,20 @@ async def bare_pair(pki: Pki) -> AsyncIterator[tuple[LinkConnection, LinkConnect
     accepted: asyncio.Queue[LinkConnection] = asyncio.Queue()
     handlers: list[asyncio.Task[Any]] = []
 
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
-        conn = LinkConnection(reader, writer, is_client=False, local_hello=dict(WEST))
+    async def accept(protocol: LinkProtocol) -> None:
+        conn = LinkConnection(protocol, is_client=False, local_hello=dict(WEST))
         await conn.start()
         await accepted.put(conn)
         await conn.wait_closed()
         await conn.aclose("done")
 
-    server = await asyncio.start_server(accept, sock=_bound_socket(), ssl=pki.server_tls())
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: LinkProtocol(lambda made: handlers.append(asyncio.ensure_future(accept(made)))),
+        sock=_bound_socket(), ssl=pki.server_tls())
     port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=pki.client_tls(),
-                                                   server_hostname="127.0.0.1")
-    client = LinkConnection(reader, writer, is_client=True,
-                            local_hello={**EAST, "link": LINK_NAME})
+    client = LinkConnection(await dial_tls("127.0.0.1", port, pki.client_tls()),
+                            is_client=True, local_hello={**EAST, "link": LINK_NAME})
     try:
         async with asyncio.timeout(5):
             await client.start()
@@ -471,7 +475,7 @@ def test_a_broken_connection_ends_the_link_within_1s(pki: Pki) -> None:
             await open_stream.write(b"x")
             began = time.monotonic()
             # No goodbye at all: the dialer's socket just goes away, as when a site dies.
-            client._writer.transport.abort()
+            client.transport.abort()
             async with asyncio.timeout(1):
                 reason = await server.wait_closed()
             assert time.monotonic() - began < 1
@@ -600,10 +604,9 @@ def test_a_peer_leaving_mid_hello_is_handled_by_the_listener(pki: Pki) -> None:
         incoming: asyncio.Queue[Any] = asyncio.Queue()
         listener = await _start_listener(pki, None, incoming)
         try:
-            reader, writer = await asyncio.open_connection(
-                "127.0.0.1", listener.port, ssl=pki.client_tls(), server_hostname="127.0.0.1")
-            peer = LinkConnection(reader, writer, is_client=True, local_hello=dict(EAST))
-            peer._spawn(peer._read_loop(), "test-read")  # the session, without start()
+            # The session runs from the start; the hello is never finished.
+            peer = LinkConnection(await dial_tls("127.0.0.1", listener.port, pki.client_tls()),
+                                  is_client=True, local_hello=dict(EAST))
             stream = peer.open_stream()  # the hello stream...
             await stream.write(b'{"protocol": "skupper-py-link"')  # ...with half a hello
             await asyncio.sleep(0.2)

@@ -20,6 +20,10 @@ import pytest
 from skupper.certs.issue import generate_ca, issue_certificate
 from skupper.certs.tls import client_context, server_context
 from skupper.router.link import CLOSE_GRACE_SECONDS, TCP_USER_TIMEOUT_MS, LinkConnection
+from skupper.router.link_transport import dial_tls
+
+# The data plane runs on both event loops; every test here runs on each.
+pytestmark = pytest.mark.usefixtures("each_event_loop")
 
 
 @pytest.fixture
@@ -61,16 +65,15 @@ def test_aclose_towards_a_silent_peer_is_bounded_by_the_grace(
     port, tls = silent_peer
 
     async def scenario() -> tuple[float, float, int]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
-                                                       server_hostname="127.0.0.1")
-        link = LinkConnection(reader, writer, is_client=True, local_hello={})
+        link = LinkConnection(await dial_tls("127.0.0.1", port, tls), is_client=True,
+                              local_hello={})
         started = time.monotonic()
         closing = asyncio.ensure_future(link.aclose("the test closes it"))
         reason = await asyncio.wait_for(link.wait_closed(), 1)  # told at once
         told = time.monotonic() - started
         assert reason == "the test closes it"
         await asyncio.wait_for(closing, 10)
-        return told, time.monotonic() - started, int(writer.transport.is_closing())
+        return told, time.monotonic() - started, int(link.transport.is_closing())
 
     told, closed, closing = asyncio.run(scenario())
     assert told < 0.5, told
@@ -84,12 +87,11 @@ def test_the_heartbeat_arms_the_kernels_bound_on_unacknowledged_data(
     port, tls = silent_peer
 
     async def scenario() -> int:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
-                                                       server_hostname="127.0.0.1")
-        link = LinkConnection(reader, writer, is_client=True, local_hello={})
+        link = LinkConnection(await dial_tls("127.0.0.1", port, tls), is_client=True,
+                              local_hello={})
         heartbeat = asyncio.ensure_future(link._heartbeat())
         await asyncio.sleep(0.1)
-        sock = writer.get_extra_info("socket")
+        sock = link.get_extra_info("socket")
         value = int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
         heartbeat.cancel()
         link.close("done", grace=0)

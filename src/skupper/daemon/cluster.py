@@ -215,9 +215,13 @@ def main(namespace: str | None, kubeconfig: str | None, context: str | None) -> 
 
     chosen = namespace or os.environ.get("SKUPPER_NAMESPACE") or context_namespace(
         kubeconfig, context)
-    log.info("controller starting for namespace %s (pid %d)", chosen, os.getpid())
+    from skupper.daemon import event_loop
+
     try:
-        asyncio.run(serve(chosen, kubeconfig, context))
+        loop_kind = event_loop.chosen()
+        log.info("controller starting for namespace %s (pid %d, event loop %s)", chosen,
+                 os.getpid(), loop_kind)
+        event_loop.run(serve(chosen, kubeconfig, context), loop_kind)
     except SkupperError as exc:
         log.error("%s", exc.line())
         return 1

@@ -153,9 +153,9 @@ class LinkManager:
         self._outgoing.pop(name, None)
         self._update_network()
 
-    async def _on_stream(self, stream: Any) -> None:
+    def _on_stream(self, stream: Any) -> None:
         if self.services is not None:
-            await self.services.on_stream(stream)
+            self.services.on_stream(stream)
         else:
             stream.reset()
 

@@ -19,7 +19,7 @@ import sys
 
 from skupper.base.errors import SkupperError
 from skupper.base.files import ensure_private_dir, write_private
-from skupper.daemon import logs
+from skupper.daemon import event_loop, logs
 from skupper.daemon.site_runtime import SiteRuntime
 from skupper.platforms.local import NamespacePaths
 from skupper.platforms.local_daemon import EXIT_UNUSABLE
@@ -123,12 +123,21 @@ def _run_locked(paths: NamespacePaths, namespace: str) -> int:
     if lock is None:
         log.info("a site daemon already runs for namespace %s", namespace)
         return 0
+    try:
+        loop_kind = event_loop.chosen()
+    except SkupperError as error:
+        log.error("%s", error.line())
+        os.close(lock)
+        return EXIT_UNUSABLE
     write_private(paths.pid_file, f"{os.getpid()}\n")
     _raise_open_files_limit()
-    log.info("site daemon starting for namespace %s (pid %d, open files limit %d)",
-             namespace, os.getpid(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    log.info("site daemon starting for namespace %s (pid %d, event loop %s, open files "
+             "limit %d)", namespace, os.getpid(), loop_kind,
+             resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    log.debug("%s=%r asked for the event loop", event_loop.ENV_VAR,
+              os.environ.get(event_loop.ENV_VAR, "auto"))
     try:
-        asyncio.run(serve(paths))
+        event_loop.run(serve(paths), loop_kind)
     except StoreUnusable as error:
         log.error("%s", error.line())
         log.info("site daemon stopped (exit status %d: nothing to serve from)", EXIT_UNUSABLE)

@@ -50,8 +50,8 @@ class ServiceRouter:
         ad = self.control.table.ad(site_id)
         return ad.name if ad is not None else None
 
-    async def on_stream(self, stream: LinkStream) -> None:
-        await self.bridge.on_stream(stream)
+    def on_stream(self, stream: LinkStream) -> None:
+        self.bridge.on_stream(stream)
 
     def network(self, own: dict[str, Any],
                 neighbours: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Network-wide advertisements: one control stream per link, adverts flooded to all.
 
-Every stream a router opens on a link starts with one JSON header line saying what it
-is (``{"t": "ctl"}`` for control, ``{"t": "tcp", ...}`` for an application
-connection, see ``router.bridge``). The control stream of a link is opened by the
+Every stream a router opens on a link starts with a header saying what it is
+(``{"t": "ctl"}`` for control, a connection's header for an application connection,
+see ``router.stream_header``). The control stream of a link is opened by the
 *accepting* side, once its stream handler is in place; the dialing side has its
 handler from the start, so no stream can arrive before someone is there to take it.
 
@@ -44,8 +44,6 @@ from skupper.router.stream import LinkStream, StreamReset
 log = logging.getLogger(__name__)
 
 HEADER_CONTROL = "ctl"
-# A stream's first line; a few hundred bytes in practice.
-MAX_HEADER_BYTES = 4096
 # One advert line: a site with many services is a few tens of KiB.
 MAX_CONTROL_LINE = 512 * 1024
 # Sequence numbers start from a site's clock (in microseconds) and grow by one per
@@ -56,18 +54,6 @@ MAX_SEQ_AHEAD_MICROSECONDS = 24 * 3600 * 1_000_000
 
 def encode_line(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
-
-
-async def read_header(stream: LinkStream) -> dict[str, Any]:
-    """The stream's header line as a dict; StreamReset if it is missing or malformed."""
-    line = await stream.readline(MAX_HEADER_BYTES)
-    try:
-        doc = json.loads(line)
-    except ValueError:
-        raise StreamReset("malformed stream header") from None
-    if not isinstance(doc, dict):
-        raise StreamReset("malformed stream header")
-    return doc
 
 
 @dataclass(eq=False)

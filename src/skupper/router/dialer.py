@@ -16,6 +16,7 @@ from typing import Any
 from skupper.base.backoff import backoff_delay
 from skupper.base.text import printable
 from skupper.router.link import REVOKED_MESSAGE, LinkClosed, LinkConnection, StreamHandler
+from skupper.router.link_transport import dial_tls
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,8 @@ class Dialer:
         where = f"{self.target.host}:{self.target.port}"
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                reader, writer = await asyncio.open_connection(
-                    self.target.host, self.target.port, ssl=self.target.tls,
-                    server_hostname=self.target.host,
-                )
+                protocol = await dial_tls(self.target.host, self.target.port,
+                                          self.target.tls)
         except ssl.SSLCertVerificationError as exc:
             return LinkReport(False, f"the certificate of {where} does not match the link's CA "
                                      f"({exc.verify_message})")
@@ -103,7 +102,7 @@ class Dialer:
                                      "(is the remote site running?)")
         except OSError as exc:
             return LinkReport(False, f"cannot connect to {where}: {exc.strerror or exc}")
-        connection = LinkConnection(reader, writer, is_client=True, local_hello=self._hello,
+        connection = LinkConnection(protocol, is_client=True, local_hello=self._hello,
                                     on_stream=self._on_stream)
         try:
             remote = await connection.start()

@@ -23,6 +23,9 @@ MAX_HELLO_BYTES = 4096
 # The longest refusal reason a hello may carry (it is shown to a user and logged).
 MAX_ERROR_LENGTH = 300
 ROLES = ("inter-router", "edge")
+# Which stream headers this site reads (router.stream_header): 2 is JSON lines and
+# binary. Sites of the first version say nothing, and are sent JSON lines only.
+STREAM_HEADERS = 2
 # Versions are small integers; anything past this is nonsense, not a newer protocol.
 MAX_VERSION = 1_000
 
@@ -82,6 +85,9 @@ def parse_hello(line: bytes, *, from_dialer: bool) -> dict[str, Any]:
         if not isinstance(link, str) or not valid_name(link):
             raise HelloError("the link hello has no valid link name (DNS-1123)")
         hello["link"] = link
+    stream_headers = doc.get("streamHeader")
+    if _small_int(stream_headers):
+        hello["streamHeader"] = stream_headers
     role = doc.get("role")
     if isinstance(role, str) and role in ROLES:
         hello["role"] = role

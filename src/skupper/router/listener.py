@@ -29,6 +29,7 @@ from skupper.router.link import (
     LinkRefused,
     StreamHandler,
 )
+from skupper.router.link_transport import LinkProtocol
 from skupper.router.log_limit import LogLimiter
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,18 @@ class LinkListener:
         return set(self._connections)
 
     async def start(self, sock: socket.socket, tls: ssl.SSLContext) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, sock=sock, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: LinkProtocol(self._connected), sock=sock, ssl=tls,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
         )
         self.port = int(sock.getsockname()[1])
+
+    def _connected(self, protocol: LinkProtocol) -> None:
+        """A dialer completed the TLS handshake: its hello and life run in one task."""
+        task = asyncio.ensure_future(self._accept(protocol))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
 
     def _judge(self, cert: PeerCertificate, claimed: dict[str, Any]) -> str | None:
         if self._is_revoked(cert.serial, cert.unit):
@@ -107,26 +116,22 @@ class LinkListener:
             return mismatch
         return self._admit(claimed, cert) if self._admit is not None else None
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
+    async def _accept(self, protocol: LinkProtocol) -> None:
         try:
-            await self._serve(reader, writer)
+            await self._serve(protocol)
         except asyncio.CancelledError:
-            # Only a stopping event loop cancels this task, which asyncio's server owns
-            # and nobody awaits: end quietly (Python 3.11's server would log the
-            # cancellation as an error with a traceback).
-            writer.close()
-        finally:
-            if task is not None:
-                self._handlers.discard(task)
+            # Only stopping cancels this task, and nobody awaits it for the error: end
+            # quietly, the connection with it.
+            if protocol.transport is not None:
+                protocol.transport.abort()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        cert = peer_certificate(writer.get_extra_info("ssl_object"))
-        peer = printable(writer.get_extra_info("peername"))  # now: it may be gone later
+    async def _serve(self, protocol: LinkProtocol) -> None:
+        assert protocol.transport is not None
+        cert = peer_certificate(protocol.transport.get_extra_info("ssl_object"))
+        # Now: it may be gone later.
+        peer = printable(protocol.transport.get_extra_info("peername"))
         connection = LinkConnection(
-            reader, writer, is_client=False, local_hello={**self._local_hello(), "role": self.role},
+            protocol, is_client=False, local_hello={**self._local_hello(), "role": self.role},
             on_stream=self._on_stream, admit=lambda claimed: self._judge(cert, claimed),
         )
         try:

@@ -32,8 +32,10 @@ class LinkStream:
         self._link = link
         self.stream_id = stream_id
         self._buffer = bytearray()
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
+        # Made when a reader or writer first waits: a stream in push mode (every
+        # connection the bridge carries) never needs them, and each costs ~0.7 KiB.
+        self._readable: asyncio.Event | None = None
+        self._writable: asyncio.Event | None = None
         self._eof = False
         self._error: str | None = None
         self._write_closed = False
@@ -47,25 +49,30 @@ class LinkStream:
             self._receiver.stream_data(data)
             return
         self._buffer += data
-        self._readable.set()
+        if self._readable is not None:
+            self._readable.set()
 
     def feed_eof(self) -> None:
         self._eof = True
         if self._receiver is not None:
             self._receiver.stream_eof()
-        self._readable.set()
+        if self._readable is not None:
+            self._readable.set()
 
     def window_opened(self) -> None:
         if self._receiver is not None:
             self._receiver.stream_writable()
-        self._writable.set()
+        if self._writable is not None:
+            self._writable.set()
 
     def abort(self, reason: str) -> None:
         first = self._error is None
         if first:
             self._error = reason
-        self._readable.set()
-        self._writable.set()
+        if self._readable is not None:
+            self._readable.set()
+        if self._writable is not None:
+            self._writable.set()
         if first and self._receiver is not None:
             self._receiver.stream_reset(reason)
 
@@ -90,6 +97,12 @@ class LinkStream:
             receiver.stream_reset(self._error)
         elif self._eof:
             receiver.stream_eof()
+
+    def detach(self, held: bytes) -> None:
+        """Stop pushing: ``held`` (received, not yet credited) is what is read or pushed
+        next, by ``read`` or by the next ``attach``."""
+        self._receiver = None
+        self._buffer[:0] = held
 
     def consume(self, count: int) -> None:
         """Credit ``count`` bytes handed to an attached receiver back to the peer."""
@@ -136,8 +149,7 @@ class LinkStream:
                 return b""
             if self._error is not None:
                 raise StreamReset(self._error)
-            self._readable.clear()
-            await self._readable.wait()
+            await self._wait_readable()
         chunk = bytes(self._buffer[:limit])
         del self._buffer[:limit]
         self._consumed(len(chunk))
@@ -154,12 +166,17 @@ class LinkStream:
                 raise StreamReset("line too long")
             if self._eof or self._error is not None:
                 raise StreamReset(self._error or "stream ended before a full line")
-            self._readable.clear()
-            await self._readable.wait()
+            await self._wait_readable()
         line = bytes(self._buffer[:end])
         del self._buffer[:end]
         self._consumed(len(line))
         return line
+
+    async def _wait_readable(self) -> None:
+        if self._readable is None:
+            self._readable = asyncio.Event()
+        self._readable.clear()
+        await self._readable.wait()
 
     def _consumed(self, count: int) -> None:
         if count and not self._link.is_closed and self._error is None:
@@ -179,6 +196,8 @@ class LinkStream:
                 self._link.flush()
                 await self._link.drain()
             else:
+                if self._writable is None:
+                    self._writable = asyncio.Event()
                 self._writable.clear()
                 await self._writable.wait()
 

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 import skupper.router.protocol as protocol
 from skupper.router.protocol.frames import (
+    HEADER,
     HEADER_SIZE,
     MAX_DATA_PAYLOAD,
+    VERSION,
     Flag,
     Frame,
     FrameParser,
@@ -217,3 +219,40 @@ def test_protocol_package_does_no_io() -> None:
             else:
                 continue
             assert not names & forbidden, (path.name, names)
+
+
+def test_a_reused_read_buffer_yields_the_same_frames_as_bytes_however_it_is_split() -> None:
+    # The link hands the parser a memoryview of one read buffer it reuses: payloads must
+    # be copied out, and a frame split across reads must still parse whole.
+    import random
+
+    rng = random.Random(14)
+    frames = []
+    for i in range(200):
+        if i % 3:
+            payload = rng.randbytes(rng.choice([0, 1, 100, 5000, 70000]))
+            frames.append(HEADER.pack(VERSION, 0, 0, 1 + 2 * i, len(payload)) + payload)
+        else:
+            frames.append(HEADER.pack(VERSION, 2, 1, 0, i))  # a ping
+    wire = b"".join(frames)
+
+    def parse(reused: bool) -> list[tuple[int, int, int, int, bytes]]:
+        parser, out, pos = FrameParser(), [], 0
+        buffer = bytearray(200_000)
+        while pos < len(wire):
+            chunk = wire[pos : pos + rng.choice([1, 11, 12, 13, 4096, 65536, 200_000])]
+            pos += len(chunk)
+            if reused:
+                buffer[: len(chunk)] = chunk
+                data: bytes | memoryview = memoryview(buffer)[: len(chunk)]
+            else:
+                data = chunk
+            out += [(f.type, f.flags, f.stream_id, f.length, bytes(f.payload))
+                    for f in parser.feed(data)]
+            buffer[: len(chunk)] = bytes(len(chunk))  # the next read overwrites it
+        return out
+
+    expected = parse(reused=False)
+    assert len(expected) == 200
+    for _ in range(5):
+        assert parse(reused=True) == expected

@@ -11,6 +11,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from typing import cast
 
 VERSION = 0
 
@@ -103,15 +104,45 @@ class FrameParser:
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
         if self._error is not None:
             raise self._error
-        if not self._buf and isinstance(data, bytes):
+        if not self._buf and isinstance(data, bytes | memoryview):
             # Nothing held over: parse the caller's bytes in place, so a data frame's
             # payload is copied once, not first into our buffer and then out of it.
+            # (A memoryview may be the caller's reused read buffer: every payload taken
+            # from it is copied out, and what is left over is copied into ours.)
             return self._frames_in(data)
+        if isinstance(data, bytes | memoryview) and not self._pos:
+            return self._complete_then_in_place(data)
         self._buf += data
         return self._frames()
 
-    def _frames_in(self, data: bytes) -> Iterator[Frame]:
+    def _complete_then_in_place(self, data: bytes | memoryview) -> Iterator[Frame]:
+        """Complete the frame held over with as few of ``data``'s bytes as it needs, then
+        parse the rest in place (so one split frame does not send every later read
+        through our buffer)."""
+        buf = self._buf
+        taken = 0
+        if len(buf) < HEADER_SIZE:
+            taken = min(HEADER_SIZE - len(buf), len(data))
+            buf += data[:taken]
+        if len(buf) >= HEADER_SIZE:
+            _, ftype, _, _, length = HEADER.unpack_from(buf, 0)
+            frame_size = HEADER_SIZE + (length if ftype == FrameType.DATA else 0)
+            more = min(max(frame_size - len(buf), 0), len(data) - taken)
+            buf += data[taken : taken + more]
+            taken += more
+        yield from self._frames()
+        rest = data[taken:]
+        if not rest:
+            return
+        if self._buf:  # still incomplete (or the header was bad): keep buffering
+            self._buf += rest
+            yield from self._frames()
+        else:
+            yield from self._frames_in(rest)
+
+    def _frames_in(self, data: bytes | memoryview) -> Iterator[Frame]:
         pos, size = 0, len(data)
+        copy = not isinstance(data, bytes)
         try:
             while size - pos >= HEADER_SIZE:
                 version, ftype, flags, stream_id, length = HEADER.unpack_from(data, pos)
@@ -120,7 +151,8 @@ class FrameParser:
                     end = pos + HEADER_SIZE + length
                     if size < end:
                         break
-                    payload = data[pos + HEADER_SIZE : end]
+                    piece = data[pos + HEADER_SIZE : end]
+                    payload = bytes(piece) if copy else cast(bytes, piece)
                 else:
                     end = pos + HEADER_SIZE
                     payload = b""
