@@ -28,8 +28,12 @@ from skupper.router.protocol.frames import (
 # Fixed by the yamux spec: every stream starts with this much credit in each direction.
 INITIAL_STREAM_WINDOW = 256 * 1024
 
-# Concurrent streams per session; bounds the memory a peer can make us hold.
-MAX_STREAMS = 4096
+# Concurrent streams per session; bounds the memory a peer can make us hold (each
+# stream holds at most one window, and an idle one ~3-4 KiB per daemon). 8192 holds
+# issue 14's 5,000 idle connections through one link with room to spare; the site
+# daemon raises its open-files limit to the hard limit, since each stream's far end is
+# a socket.
+MAX_STREAMS = 8192
 
 # Largest data frame we send. 12 header bytes per 64 KiB is ~0.02% overhead, and four
 # frames per initial window still let other streams interleave on the connection.
