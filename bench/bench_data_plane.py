@@ -11,11 +11,12 @@ first, connector at the second, 127.0.0.1 only), measured interleaved per round:
   asyncio      this checkout, daemons with SKUPPER_EVENT_LOOP=asyncio
   uvloop       this checkout, daemons with SKUPPER_EVENT_LOOP=uvloop (the default)
 
-Figures: one-stream and 16-stream throughput (blocking-socket client, the server counts
-and answers one byte), round-trip p50/p99 (64 bytes echoed on one connection),
-connections per second (8 concurrent blocking clients, each connecting, echoing 64
-bytes and closing), and the two forwarders' CPU seconds per GB moved (user + system
-time of both daemons, or both stunnels, over the one-stream transfer).
+Figures, with bench/traffic.py's loads and its threaded server (as bench_services.py):
+one-stream and 16-stream throughput (the server counts and answers one byte), round-trip
+p50/p99 (64 bytes echoed on one connection), connections per second (8 concurrent
+blocking clients, each connecting, echoing 64 bytes and closing), and the two
+forwarders' CPU seconds per GB moved (user + system time of both daemons, or both
+stunnels, over the one-stream transfer).
 
 Every process is stopped by pid at the end; every loop is bounded (fixed counts, a
 time cap per transfer, timeouts on every socket).
@@ -24,216 +25,49 @@ time cap per transfer, timeouts on every socket).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import LOOPBACK, PYTHON, REPO, Hermetic, hermetic, machine_info
+from service_sites import bench_pki, cpu_seconds, free_port, stunnel_pair
+from traffic import ECHO_SIZE, MIB, Client, connection_rate, latency, throughput
 
-MIB = 1024 * 1024
-CHUNK = 256 * 1024
-ECHO = 64
+ECHO = ECHO_SIZE
 TIMEOUT = 30.0
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 DEFAULT_BEFORE = "ab469b0"
-TICK = os.sysconf("SC_CLK_TCK")
+TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")
 
 
-# --- the server process: a sink and an echo ------------------------------------------------
-
-
-class _Sink(asyncio.Protocol):
-    """An 8-byte length, then that many bytes; answers b"!" when all arrived."""
-
-    def __init__(self) -> None:
-        self.want, self.got, self.head = -1, 0, b""
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self.want < 0:
-            self.head += data
-            if len(self.head) < 8:
-                return
-            self.want, data = int.from_bytes(self.head[:8], "big"), self.head[8:]
-        self.got += len(data)
-        if self.got >= self.want:
-            self.transport.write(b"!")
-
-
-class _Echo(asyncio.Protocol):
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.transport.write(data)
-
-
-async def _serve() -> None:
-    loop = asyncio.get_running_loop()
-    sink = await loop.create_server(_Sink, LOOPBACK, 0, backlog=2048)
-    echo = await loop.create_server(_Echo, LOOPBACK, 0, backlog=2048)
-    print(json.dumps({"sink": sink.sockets[0].getsockname()[1],
-                      "echo": echo.sockets[0].getsockname()[1]}), flush=True)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(loop.create_future(), 1800)
-
-
-# --- clients (blocking sockets, in this process) ---------------------------------------------
-
-
-def _connect(port: int) -> socket.socket:
-    sock = socket.create_connection((LOOPBACK, port), timeout=TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def _send_all(port: int, size: int) -> None:
-    with _connect(port) as sock:
-        block = memoryview(b"x" * CHUNK)
-        sock.sendall(size.to_bytes(8, "big"))
-        left = size
-        while left > 0:
-            n = min(CHUNK, left)
-            sock.sendall(block[:n])
-            left -= n
-        if sock.recv(1) != b"!":
-            raise RuntimeError("the sink did not confirm")
+# --- clients: bench/traffic.py's blocking-socket loads, in this process ----------------------
 
 
 def _throughput(port: int, streams: int, mib: int) -> float:
-    size = mib * MIB // streams
-    threads = [threading.Thread(target=_send_all, args=(port, size)) for _ in range(streams)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT * 2)
-    return size * streams / (time.perf_counter() - started) / 1e6
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise RuntimeError("the echo closed early")
-        data += chunk
-    return data
+    return throughput(Client(port, None, TIMEOUT), streams, mib)
 
 
 def _latency(port: int, requests: int) -> list[float]:
-    samples = []
-    payload = b"r" * ECHO
-    with _connect(port) as sock:
-        for i in range(requests + 50):
-            started = time.perf_counter()
-            sock.sendall(payload)
-            _recv_exactly(sock, ECHO)
-            if i >= 50:
-                samples.append((time.perf_counter() - started) * 1e6)
-    return samples
+    return latency(Client(port, None, TIMEOUT), requests)
 
 
 def _connection_rate(port: int, clients: int = 8, total: int = 400) -> float:
-    failures: list[BaseException] = []
-
-    def worker(count: int) -> None:
-        try:
-            for _ in range(count):
-                with _connect(port) as sock:
-                    sock.sendall(b"c" * ECHO)
-                    _recv_exactly(sock, ECHO)
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(total // clients,))
-               for _ in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT * 2)
-    if failures:
-        raise RuntimeError(f"connection rate: {failures[0]!r}")
-    return total / (time.perf_counter() - started)
+    return connection_rate(Client(port, None, TIMEOUT), clients, total)
 
 
-# --- the set-up ------------------------------------------------------------------------------
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_listening(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex((LOOPBACK, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def _stunnel(h: Hermetic, work: Path, ports: dict[str, int]) -> tuple[dict[str, int], list[int]]:
-    from skupper.certs.issue import generate_ca, issue_certificate
-
-    pki = work / "pki"
-    pki.mkdir(mode=0o700)
-    ca = generate_ca("bench CA")
-    server = issue_certificate(ca, "127.0.0.1", usage="server", hosts=[LOOPBACK])
-    client = issue_certificate(ca, "bench client", usage="client")
-    for name, data in (("ca.crt", ca.cert_pem), ("server.crt", server.cert_pem),
-                       ("server.key", server.key_pem), ("client.crt", client.cert_pem),
-                       ("client.key", client.key_pem)):
-        (pki / name).write_bytes(data)
-    front = {name: _free_port() for name in ports}
-    middle = {name: _free_port() for name in ports}
-    common = ("foreground = yes\npid =\ndebug = 3\nsslVersionMin = TLSv1.3\n"
-              f"CAfile = {pki / 'ca.crt'}\nverifyChain = yes\n")
-    confs = {"client": common + f"client = yes\ncert = {pki / 'client.crt'}\n"
-                                f"key = {pki / 'client.key'}\n",
-             "server": common + f"cert = {pki / 'server.crt'}\nkey = {pki / 'server.key'}\n"}
-    for name in ports:
-        confs["client"] += f"[{name}]\naccept = {LOOPBACK}:{front[name]}\n" \
-                           f"connect = {LOOPBACK}:{middle[name]}\n"
-        confs["server"] += f"[{name}]\naccept = {LOOPBACK}:{middle[name]}\n" \
-                           f"connect = {LOOPBACK}:{ports[name]}\n"
-    pids = []
-    for side, text in confs.items():
-        conf = work / f"stunnel-{side}.conf"
-        conf.write_text(text)
-        pids.append(h.spawn([str(STUNNEL), str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL).pid)
-    for port in [*front.values(), *middle.values()]:
-        _wait_listening(port)
-    return front, pids
+def _stunnel(h: Hermetic, pki: Path, work: Path,
+             ports: dict[str, int]) -> tuple[dict[str, int], list[int]]:
+    assert STUNNEL is not None
+    front, pids = stunnel_pair(h, STUNNEL, pki, work, ports)
+    return front, list(pids.values())
 
 
 def _before_source(work: Path, revision: str) -> Path:
@@ -261,7 +95,7 @@ def _pair(h: Hermetic, work: Path, ports: dict[str, int], first: str, second: st
         for service, port in ports.items():
             key = f"{service}-{second}"
             h.skupper("connector", "create", key, str(port), "-n", second)
-            out[service] = _free_port()
+            out[service] = free_port()
             h.skupper("listener", "create", key, str(out[service]), "--host", LOOPBACK,
                       "-n", first, "--wait", "ready", "--timeout", "30s")
     finally:
@@ -279,9 +113,9 @@ def _measure(ports: dict[str, int], pids: list[int], args: argparse.Namespace) -
              "latency": lambda: _latency(ports["echo"], args.requests),
              "connections": lambda: _connection_rate(ports["echo"])}[args.only]()
         return {}
-    cpu = _cpu_seconds(pids)
+    cpu = cpu_seconds(pids)
     one = _throughput(ports["sink"], 1, args.mib)
-    cpu = _cpu_seconds(pids) - cpu
+    cpu = cpu_seconds(pids) - cpu
     many = _throughput(ports["sink"], 16, args.mib)
     lat = sorted(_latency(ports["echo"], args.requests))
     rate = _connection_rate(ports["echo"])
@@ -292,7 +126,6 @@ def _measure(ports: dict[str, int], pids: list[int], args: argparse.Namespace) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=("bench", "server"), default="bench")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mib", type=int, default=128)
     parser.add_argument("--requests", type=int, default=2000)
@@ -303,9 +136,6 @@ def main() -> int:
                         help="repeat one load for --only-seconds per path (for profiling)")
     parser.add_argument("--only-seconds", type=float, default=30.0)
     args = parser.parse_args()
-    if args.role == "server":
-        asyncio.run(_serve())
-        return 0
     with hermetic("skupper-bench-data-plane-", keep=args.keep) as h:
         return _bench(h, args)
 
@@ -313,13 +143,18 @@ def main() -> int:
 def _bench(h: Hermetic, args: argparse.Namespace) -> int:
     work = h.home / "bench"
     work.mkdir(mode=0o700)
-    server = h.spawn([PYTHON, __file__, "--role", "server"], stdout=subprocess.PIPE)
+    pki = work / "pki"
+    pki.mkdir(mode=0o700)
+    bench_pki(pki)
+    # The same threaded sink and echo as bench_services.py's (bench/traffic.py).
+    server = h.spawn([PYTHON, TRAFFIC, "server", "--pki", str(pki)], stdout=subprocess.PIPE)
     assert server.stdout is not None
-    ports: dict[str, int] = json.loads(server.stdout.readline())
+    ports = {name: port for name, port in json.loads(server.stdout.readline()).items()
+             if name in ("sink", "echo")}
     wanted = args.paths.split(",")
     paths: dict[str, tuple[dict[str, int], list[int]]] = {}
     if "stunnel" in wanted and STUNNEL:
-        paths["stunnel"] = _stunnel(h, work, ports)
+        paths["stunnel"] = _stunnel(h, pki, work, ports)
     if "before" in wanted:
         paths["before"] = _pair(h, work, ports, "b1", "b2", {
             "PYTHONPATH": str(_before_source(work, args.before))})

@@ -25,10 +25,14 @@ from typing import Any
 from skupper.certs.issue import KeyPair, generate_ca, issue_certificate
 from skupper.certs.tls import client_context, server_context
 from skupper.router.link import LinkConnection
+from skupper.router.link_transport import LinkProtocol, dial_tls
 from skupper.router.stream import LinkStream
 
 CHUNK = 64 * 1024
-HELLO = {"siteId": "bench", "siteName": "bench"}
+# Hellos as sites send them (router.hello checks both: a UUID, a DNS-1123 name).
+HELLO = {"siteId": "11111111-1111-4111-8111-111111111111", "siteName": "bench-receiver"}
+CLIENT_HELLO = {"siteId": "22222222-2222-4222-8222-222222222222", "siteName": "bench",
+                "link": "bench-link"}
 # The receiver gives up after this long, so an orphaned process always ends.
 RECEIVER_LIFETIME_SECONDS = 120.0
 
@@ -54,23 +58,30 @@ def _receiver(mode: str, pki: tuple[KeyPair, KeyPair, KeyPair], ready: Any) -> N
             await stream.close()
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if mode == "bare":
-                total = 0
-                while chunk := await reader.read(1 << 20):
-                    total += len(chunk)
-                    if chunk.endswith(b"\n") and total % CHUNK == 1:
-                        break
-                writer.write(b"!")
-                await writer.drain()
-                writer.close()
-                return
-            link = LinkConnection(reader, writer, is_client=False, local_hello=HELLO,
+            total = 0
+            while chunk := await reader.read(1 << 20):
+                total += len(chunk)
+                if chunk.endswith(b"\n") and total % CHUNK == 1:
+                    break
+            writer.write(b"!")
+            await writer.drain()
+            writer.close()
+
+        async def on_link(protocol: LinkProtocol) -> None:
+            link = LinkConnection(protocol, is_client=False, local_hello=HELLO,
                                   on_stream=discard_stream)
             await link.start()
             await link.wait_closed()
             await link.aclose("done")
 
-        srv = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=tls)
+        handlers: list[asyncio.Future[None]] = []
+        if mode == "bare":
+            srv = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=tls)
+        else:
+            srv = await asyncio.get_running_loop().create_server(
+                lambda: LinkProtocol(lambda made: handlers.append(
+                    asyncio.ensure_future(on_link(made)))),
+                "127.0.0.1", 0, ssl=tls)
         ready.send(srv.sockets[0].getsockname()[1])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), RECEIVER_LIFETIME_SECONDS)
@@ -84,10 +95,10 @@ async def _send(mode: str, port: int, pki: tuple[KeyPair, KeyPair, KeyPair], mib
     tls: ssl.SSLContext = client_context(ca.cert_pem, cert_pem=client.cert_pem,
                                          key_pem=client.key_pem)
     payload = b"x" * CHUNK
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
-                                                   server_hostname="127.0.0.1")
     count = mib * 1024 * 1024 // CHUNK
     if mode == "bare":
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
+                                                       server_hostname="127.0.0.1")
         start = time.perf_counter()
         for _ in range(count):
             writer.write(payload)
@@ -98,7 +109,8 @@ async def _send(mode: str, port: int, pki: tuple[KeyPair, KeyPair, KeyPair], mib
         elapsed = time.perf_counter() - start
         writer.close()
         return elapsed
-    link = LinkConnection(reader, writer, is_client=True, local_hello=HELLO)
+    link = LinkConnection(await dial_tls("127.0.0.1", port, tls), is_client=True,
+                          local_hello=CLIENT_HELLO)
     await link.start()
     stream = link.open_stream()
     start = time.perf_counter()

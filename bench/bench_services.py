@@ -48,17 +48,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LOOPBACK, PYTHON, Hermetic, hermetic, machine_info
+from common import PYTHON, Hermetic, hermetic, machine_info
 from profiles import Profiler
 from service_sites import (
     bench_pki,
     cpu_seconds,
     event_loop_of,
-    free_port,
     linked_sites,
     rss_kib,
+    stunnel_pair,
     uncounted_pair,
-    wait_listening,
 )
 from traffic import ECHO_SIZE, MIB, raise_open_files_limit
 
@@ -114,28 +113,8 @@ def _client(h: Hermetic, pki: Path, path: TrafficPath, port: int, *extra: str,
 
 def _stunnel(h: Hermetic, pki: Path, work: Path, ports: dict[str, int]) -> TrafficPath:
     """Two stunnel4 processes, client side and server side, for the sink and the echo."""
-    front = {name: free_port() for name in ("sink", "echo")}
-    middle = {name: free_port() for name in ("sink", "echo")}
-    # TCP_NODELAY on both sides, as the daemons (asyncio) and the load generator set it.
-    common = ("foreground = yes\npid =\ndebug = 3\nsslVersionMin = TLSv1.3\n"
-              f"CAfile = {pki / 'ca.crt'}\nverifyChain = yes\n"
-              "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n")
-    client = common + f"client = yes\ncert = {pki / 'client.crt'}\nkey = {pki / 'client.key'}\n"
-    server = common + f"cert = {pki / 'server.crt'}\nkey = {pki / 'server.key'}\n"
-    for name in front:
-        client += f"[{name}]\naccept = {LOOPBACK}:{front[name]}\n" \
-                  f"connect = {LOOPBACK}:{middle[name]}\n"
-        server += f"[{name}]\naccept = {LOOPBACK}:{middle[name]}\n" \
-                  f"connect = {LOOPBACK}:{ports[name]}\n"
-    pids = {}
-    for side, text in (("client", client), ("server", server)):
-        conf = work / f"stunnel-{side}.conf"
-        conf.write_text(text)
-        with (work / f"stunnel-{side}.log").open("wb") as log:
-            pids[f"stunnel-{side}"] = h.spawn([str(STUNNEL), str(conf)],
-                                              stdout=subprocess.DEVNULL, stderr=log).pid
-    for port in (*front.values(), *middle.values()):
-        wait_listening(port, 10.0, f"stunnel (see {work})")
+    assert STUNNEL is not None  # the caller skips this path without it
+    front, pids = stunnel_pair(h, STUNNEL, pki, work, ports)
     return TrafficPath("stunnel", front["sink"], front["echo"], forwarders=pids)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -80,6 +81,35 @@ def bench_pki(folder: Path) -> None:
                        ("client.key", client.key_pem)):
         (folder / name).write_bytes(data)
         (folder / name).chmod(0o600)
+
+
+def stunnel_pair(h: Hermetic, stunnel: str, pki: Path, work: Path,
+                 ports: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """Two stunnel processes (client side, server side; mutual TLS 1.3 with ``pki``'s
+    certificates) in front of the ``sink`` and ``echo`` ports: (their ports, their pids)."""
+    front = {name: free_port() for name in ("sink", "echo")}
+    middle = {name: free_port() for name in ("sink", "echo")}
+    # TCP_NODELAY on both sides, as the daemons (asyncio) and the load generator set it.
+    common = ("foreground = yes\npid =\ndebug = 3\nsslVersionMin = TLSv1.3\n"
+              f"CAfile = {pki / 'ca.crt'}\nverifyChain = yes\n"
+              "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n")
+    client = common + f"client = yes\ncert = {pki / 'client.crt'}\nkey = {pki / 'client.key'}\n"
+    server = common + f"cert = {pki / 'server.crt'}\nkey = {pki / 'server.key'}\n"
+    for name in front:
+        client += f"[{name}]\naccept = {LOOPBACK}:{front[name]}\n" \
+                  f"connect = {LOOPBACK}:{middle[name]}\n"
+        server += f"[{name}]\naccept = {LOOPBACK}:{middle[name]}\n" \
+                  f"connect = {LOOPBACK}:{ports[name]}\n"
+    pids: dict[str, int] = {}
+    for side, text in (("client", client), ("server", server)):
+        conf = work / f"stunnel-{side}.conf"
+        conf.write_text(text)
+        with (work / f"stunnel-{side}.log").open("wb") as log:
+            pids[f"stunnel-{side}"] = h.spawn([stunnel, str(conf)],
+                                              stdout=subprocess.DEVNULL, stderr=log).pid
+    for port in (*front.values(), *middle.values()):
+        wait_listening(port, 10.0, f"stunnel (see {work})")
+    return front, pids
 
 
 def link(h: Hermetic, work: Path, issuer: str, redeemer: str) -> None:
