@@ -28,6 +28,19 @@ def valid_name(name: str) -> bool:
     return len(name) <= 253 and bool(_DNS1123.fullmatch(name))
 
 
+def resource_key(resource: Resource) -> tuple[str, str]:
+    """(kind, metadata.name) of a resource a store is asked to write; ValueError if either
+    is missing or the name is not a valid one (every store checks this the same way)."""
+    kind = resource.get("kind")
+    meta = resource.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("resource has no kind")
+    if not isinstance(name, str) or not valid_name(name):
+        raise ValueError(f"{kind}: invalid metadata.name {name!r}")
+    return kind, name
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -43,7 +43,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Secret
 
 from skupper.base.errors import SkupperError
-from skupper.resources.model import GROUP, VERSION, Resource, valid_name
+from skupper.resources.model import GROUP, VERSION, Resource, resource_key, valid_name
 from skupper.store.interface import (
     AlreadyExists,
     Conflict,
@@ -166,17 +166,6 @@ def _plain(obj: Any) -> Resource:
     return plain
 
 
-def _check(resource: Resource) -> tuple[str, str]:
-    kind = resource.get("kind")
-    meta = resource.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) else None
-    if not isinstance(kind, str) or not kind:
-        raise ValueError("resource has no kind")
-    if not isinstance(name, str) or not valid_name(name):
-        raise ValueError(f"{kind}: invalid metadata.name {name!r}")
-    return kind, name
-
-
 def version_of(resource: Resource) -> int:
     text = str(resource.get("metadata", {}).get("resourceVersion") or "0")
     try:
@@ -231,7 +220,7 @@ class KubeStore:
 
     async def create(self, resource: Resource) -> Resource:
         body = _plain(resource)
-        kind, name = _check(body)
+        kind, name = resource_key(body)
         body["metadata"]["namespace"] = self.namespace
         for field in ("resourceVersion", "uid", "generation", "creationTimestamp"):
             body["metadata"].pop(field, None)
@@ -245,13 +234,13 @@ class KubeStore:
 
     async def update(self, resource: Resource) -> Resource:
         body = _plain(resource)
-        kind, name = _check(body)
+        kind, name = resource_key(body)
         res = resource_class(kind)
         return await self._replace(kind, name, body, lambda b: self._api.client.replace(res(b)))
 
     async def update_status(self, resource: Resource) -> Resource:
         body = _plain(resource)
-        kind, name = _check(body)
+        kind, name = resource_key(body)
         res = resource_class(kind)
         return await self._replace(
             kind, name, body,

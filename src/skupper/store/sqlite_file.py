@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from skupper.base.ids import random_uuid
-from skupper.resources.model import Resource, now_rfc3339, valid_name
+from skupper.resources.model import Resource, now_rfc3339, resource_key
 from skupper.store.interface import AlreadyExists, Conflict, EventType, NotFound, StoreError
 from skupper.store.sqlite_errors import (
     StoreBusy,
@@ -185,7 +185,7 @@ def record(conn: sqlite3.Connection, type_: EventType, body: Resource) -> None:
 
 
 def create(new: Resource, conn: sqlite3.Connection) -> Resource:
-    kind, name = key_of(new)
+    kind, name = resource_key(new)
     query = "SELECT 1 FROM resources WHERE kind = ? AND name = ?"
     if conn.execute(query, (kind, name)).fetchone() is not None:
         raise AlreadyExists(kind, name)
@@ -199,7 +199,7 @@ def create(new: Resource, conn: sqlite3.Connection) -> Resource:
 
 def _current(conn: sqlite3.Connection, new: Resource) -> Resource:
     """The stored resource ``new`` replaces, after the optimistic-concurrency check."""
-    kind, name = key_of(new)
+    kind, name = resource_key(new)
     stored = load(conn, kind, name)
     given = new["metadata"].get("resourceVersion")
     current = stored["metadata"].get("resourceVersion")
@@ -250,17 +250,6 @@ def private_copy(resource: Resource) -> Resource:
     # A JSON round trip: a private deep copy that is also proof the value is storable.
     copied: Resource = json.loads(json.dumps(resource))
     return copied
-
-
-def key_of(resource: Resource) -> tuple[str, str]:
-    kind = resource.get("kind")
-    meta = resource.setdefault("metadata", {})
-    name = meta.get("name") if isinstance(meta, dict) else None
-    if not isinstance(kind, str) or not kind:
-        raise ValueError("resource has no kind")
-    if not isinstance(name, str) or not valid_name(name):
-        raise ValueError(f"{kind}: invalid metadata.name {name!r}")
-    return kind, name
 
 
 def _replace(target: dict[str, Any], source: dict[str, Any], key: str) -> None:
