@@ -257,6 +257,21 @@ class LinkConnection:
         if not self._in_read:
             self._write_out()
 
+    def send_now(self, stream_id: int, data: bytes) -> int:
+        """Write ``data`` on the stream as one frame at once, if it can go on its own (no
+        read being handled, nothing queued, room in the window): its length, else 0 and
+        nothing sent (the caller takes the general path: ``session.send`` and ``flush``).
+        The small write of a request or an answer then costs one call and one join."""
+        if self._in_read:
+            return 0
+        frame = self.session.data_frame(stream_id, data)
+        if frame is None:
+            return 0
+        if not self.transport.is_closing():
+            self.bytes_sent += len(frame)
+            self.transport.write(frame)
+        return len(data)
+
     def _write_out(self) -> None:
         # One write of the joined frames, not writelines: both loops' TLS layers make one
         # TLS record per piece, so each 12-byte frame header would be a record of its own.
@@ -352,8 +367,13 @@ class LinkConnection:
         self._last_heard = self._loop.time()
         self._in_read = True
         try:
-            for event in self.session.receive_data(data):
-                self._dispatch(event)
+            single = self.session.receive_one_data_frame(data)
+            if single is not None:  # one data frame: what _dispatch does with DataReceived
+                if (known := self.streams.get(single[0])) is not None:
+                    known.feed(single[1])
+            else:
+                for event in self.session.receive_data(data):
+                    self._dispatch(event)
         finally:
             self._in_read = False
         self._write_out()

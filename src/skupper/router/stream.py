@@ -112,6 +112,8 @@ class LinkStream:
         """Send as much of ``data`` as the window allows, without waiting; the count."""
         if self._error is not None:
             raise StreamReset(self._error)
+        if type(data) is bytes and (sent := self._link.send_now(self.stream_id, data)):
+            return sent
         session = self._link.session
         window = session.send_window(self.stream_id)
         if not window:

@@ -10,10 +10,24 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from enum import Enum, StrEnum
 
+from skupper.router.protocol.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    PingAcknowledged,
+    PingReceived,
+    StreamAccepted,
+    StreamClosed,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowUpdated,
+)
 from skupper.router.protocol.frames import (
     HEADER,
+    HEADER_SIZE,
     MAX_DATA_PAYLOAD,
     MAX_UINT32,
     VERSION,
@@ -24,6 +38,25 @@ from skupper.router.protocol.frames import (
     GoAwayCode,
     ProtocolError,
 )
+from skupper.router.protocol.stream_states import (
+    FREED,
+    RECEIVING,
+    SENDABLE,
+    SENDING,
+    TRANSITIONS,
+    Input,
+    StreamState,
+)
+
+# Re-exported: drivers and tests take the whole session API from this module.
+__all__ = [
+    "INITIAL_STREAM_WINDOW", "MAX_SEND_FRAME", "MAX_STREAMS", "MAX_WINDOW",
+    "RECENTLY_CLOSED_LIMIT", "TRANSITIONS", "ConnectionTerminated", "DataReceived", "Event",
+    "GoAwayReceived", "Input", "PingAcknowledged", "PingReceived", "Session",
+    "SessionClosedError", "SessionError", "StreamAccepted", "StreamClosed",
+    "StreamClosedError", "StreamEnded", "StreamOpened", "StreamReset", "StreamState",
+    "TooManyStreamsError", "WindowUpdated",
+]
 
 # Fixed by the yamux spec: every stream starts with this much credit in each direction.
 INITIAL_STREAM_WINDOW = 256 * 1024
@@ -48,64 +81,8 @@ MAX_WINDOW = MAX_DATA_PAYLOAD
 RECENTLY_CLOSED_LIMIT = 1024
 
 
-class StreamState(StrEnum):
-    IDLE = "idle"
-    SYN_SENT = "syn_sent"
-    SYN_RECEIVED = "syn_received"
-    ESTABLISHED = "established"
-    LOCAL_CLOSED = "local_closed"  # we sent FIN; the peer may still send
-    REMOTE_CLOSED = "remote_closed"  # the peer sent FIN; we may still send
-    CLOSED = "closed"
-    RESET = "reset"
-
-
-# What can happen to a stream, from our side (SEND_*) or the peer's (RECV_*).
-Input = Enum(
-    "Input",
-    "SEND_SYN RECV_SYN SEND_ACK RECV_ACK SEND_DATA RECV_DATA "
-    "SEND_WINDOW RECV_WINDOW SEND_FIN RECV_FIN SEND_RST RECV_RST",
-)
-
-
-S, I = StreamState, Input  # noqa: E741 - table shorthand only
-
-# Every legal (state, input) pair. Anything missing is a protocol error from the peer
-# or a StreamClosedError for a local call. CLOSED and RESET are terminal: the stream
-# is freed and later frames for it are ignored via the recently-closed set.
-TRANSITIONS: dict[tuple[StreamState, Input], StreamState] = {
-    (S.IDLE, I.SEND_SYN): S.SYN_SENT,
-    (S.IDLE, I.RECV_SYN): S.SYN_RECEIVED,
-    # Until the ACK arrives only ACK and RST may come from the peer (see _on_stream).
-    (S.SYN_SENT, I.RECV_ACK): S.ESTABLISHED,
-    (S.SYN_SENT, I.SEND_DATA): S.SYN_SENT,  # the spec's initial window allows early data
-    (S.SYN_SENT, I.SEND_FIN): S.LOCAL_CLOSED,
-    # We ACK a peer's SYN straight away, so this state lasts one frame.
-    (S.SYN_RECEIVED, I.SEND_ACK): S.ESTABLISHED,
-    (S.ESTABLISHED, I.SEND_DATA): S.ESTABLISHED,
-    (S.ESTABLISHED, I.RECV_DATA): S.ESTABLISHED,
-    (S.ESTABLISHED, I.SEND_WINDOW): S.ESTABLISHED,
-    (S.ESTABLISHED, I.RECV_WINDOW): S.ESTABLISHED,
-    (S.ESTABLISHED, I.SEND_FIN): S.LOCAL_CLOSED,
-    (S.ESTABLISHED, I.RECV_FIN): S.REMOTE_CLOSED,
-    (S.LOCAL_CLOSED, I.RECV_ACK): S.LOCAL_CLOSED,  # we closed before the peer accepted
-    (S.LOCAL_CLOSED, I.RECV_DATA): S.LOCAL_CLOSED,
-    (S.LOCAL_CLOSED, I.SEND_WINDOW): S.LOCAL_CLOSED,
-    (S.LOCAL_CLOSED, I.RECV_WINDOW): S.LOCAL_CLOSED,
-    (S.LOCAL_CLOSED, I.RECV_FIN): S.CLOSED,
-    (S.REMOTE_CLOSED, I.SEND_DATA): S.REMOTE_CLOSED,
-    (S.REMOTE_CLOSED, I.RECV_WINDOW): S.REMOTE_CLOSED,
-    (S.REMOTE_CLOSED, I.SEND_FIN): S.CLOSED,
-}
-# Either side may reset any stream that has started and is not yet freed.
-TRANSITIONS |= {
-    (state, event): S.RESET
-    for state in (S.SYN_SENT, S.ESTABLISHED, S.LOCAL_CLOSED, S.REMOTE_CLOSED)
-    for event in (I.SEND_RST, I.RECV_RST)
-}
-
 _SYN, _ACK, _FIN, _RST = (int(f) for f in (Flag.SYN, Flag.ACK, Flag.FIN, Flag.RST))
-_FREED = (S.CLOSED, S.RESET)
-_SENDABLE = (S.SYN_SENT, S.ESTABLISHED, S.REMOTE_CLOSED)
+S, I = StreamState, Input  # noqa: E741 - shorthand only
 
 
 class SessionError(Exception):
@@ -122,74 +99,6 @@ class SessionClosedError(SessionError):
 
 class TooManyStreamsError(SessionError):
     """``max_streams`` streams are open, or the stream id space is used up."""
-
-
-class Event:
-    """Base of everything ``receive_data`` returns."""
-
-    __slots__ = ()
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOpened(Event):
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamAccepted(Event):
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class DataReceived(Event):
-    stream_id: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEnded(Event):
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamReset(Event):
-    """The peer reset the stream; StreamClosed follows at once."""
-
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class WindowUpdated(Event):
-    stream_id: int
-    window: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamClosed(Event):
-    """Both directions are done (FINs or a reset) and the stream's state is freed."""
-
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class PingReceived(Event):
-    opaque: int
-
-
-@dataclass(frozen=True, slots=True)
-class PingAcknowledged(Event):
-    opaque: int
-
-
-@dataclass(frozen=True, slots=True)
-class GoAwayReceived(Event):
-    code: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionTerminated(Event):
-    code: int
-    reason: str
 
 
 @dataclass(slots=True)
@@ -288,6 +197,12 @@ class Session:
         if n <= 0:
             return 0
         append, pack = self._out.append, HEADER.pack
+        if n == len(data) and n <= MAX_SEND_FRAME and type(data) is bytes:
+            # The common write of a connection's read: one frame, the bytes by reference.
+            append(pack(VERSION, FrameType.DATA, 0, stream_id, n))
+            append(data)
+            stream.send_window -= n
+            return n
         view = memoryview(data)
         if not isinstance(view.obj, bytes):
             view = memoryview(bytes(view))  # the caller may change its buffer later
@@ -297,6 +212,20 @@ class Session:
             append(view[start : start + size])
         stream.send_window -= n
         return n
+
+    def data_frame(self, stream_id: int, data: bytes) -> bytes | None:
+        """The fast path of ``send`` + ``data_to_send`` for the most common write: when
+        nothing is queued and ``data`` fits one frame and the stream's window, that frame
+        (header and payload) to write now, accounted for as ``send`` would; else None,
+        having changed nothing (use ``send``, which also raises for a closed stream)."""
+        n = len(data)
+        if self._out or self._terminated or not 0 < n <= MAX_SEND_FRAME:
+            return None
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.state not in SENDING or n > stream.send_window:
+            return None
+        stream.send_window -= n
+        return HEADER.pack(VERSION, FrameType.DATA, 0, stream_id, n) + data
 
     def consumed(self, stream_id: int, n: int) -> None:
         if n < 0:
@@ -371,6 +300,37 @@ class Session:
             events.append(ConnectionTerminated(exc.code, exc.reason))
         return events
 
+    def receive_one_data_frame(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[int, bytes] | None:
+        """The fast path of ``receive_data`` for the most common read: exactly one whole
+        data frame without flags, for an open stream with room for it.
+
+        Returns (stream id, payload), the frame accounted for exactly as ``receive_data``
+        would have (the event it would return is ``DataReceived`` of the two); or None,
+        having changed nothing, for anything else (the caller then hands the same bytes
+        to ``receive_data``, which checks and reports everything). Event and frame
+        objects, the parser's generator and the state table are skipped: a small echo
+        crosses each site once per read, and those were most of its Python time.
+        """
+        size = len(data)
+        if size <= HEADER_SIZE or self._terminated or self._parser.buffered:
+            return None
+        version, ftype, flags, stream_id, length = HEADER.unpack_from(data, 0)
+        if version != VERSION or ftype != FrameType.DATA or flags or length != size - HEADER_SIZE:
+            return None
+        stream = self._streams.get(stream_id)
+        if (
+            stream is None
+            or stream.awaiting_ack
+            or stream.state not in RECEIVING
+            or length > stream.recv_window  # also bounds it by the parser's max_payload
+        ):
+            return None
+        stream.recv_window -= length
+        stream.unconsumed += length
+        return stream_id, bytes(data[HEADER_SIZE:])
+
     def _on_session(self, frame: Frame, events: list[Event]) -> None:
         if frame.stream_id != 0:
             raise ProtocolError(f"{frame.type.name} frame on stream {frame.stream_id}, not 0")
@@ -426,7 +386,7 @@ class Session:
                 stream.send_window += frame.length
                 if stream.send_window > MAX_UINT32:
                     raise ProtocolError(f"stream {stream_id}: send window overflow")
-                if stream.state in _SENDABLE:
+                if stream.state in SENDABLE:
                     events.append(WindowUpdated(stream_id, stream.send_window))
 
         if flags & _FIN:
@@ -491,7 +451,7 @@ class Session:
         stream.state = new
 
     def _free_if_done(self, stream_id: int, stream: _Stream) -> bool:
-        if stream.state not in _FREED:
+        if stream.state not in FREED:
             return False
         del self._streams[stream_id]
         self._remember(stream_id, stream.state)
