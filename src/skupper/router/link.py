@@ -50,8 +50,6 @@ __all__ = ["MAX_HELLO_BYTES", "PROTOCOL_NAME", "PROTOCOL_VERSION", "LinkClosed",
 STREAM_WINDOW = 4 * 1024 * 1024
 # Bytes queued for the TLS socket above which push-mode stream senders wait for drain.
 CONGESTED_BYTES = 1024 * 1024
-# Frames of at least this many bytes are written as pieces, not joined (_write_out).
-UNJOINED_WRITE_BYTES = 32 * 1024
 HELLO_TIMEOUT_SECONDS = 10.0
 # Heartbeats: a ping every 2 s; a link silent for 8 s is dead (reported well within 10 s).
 HEARTBEAT_INTERVAL_SECONDS = 2.0
@@ -266,31 +264,21 @@ class LinkConnection:
         The small write of a request or an answer then costs one call and one join."""
         if self._in_read:
             return 0
-        header = self.session.data_frame_header(stream_id, data)
-        if header is None:
+        frame = self.session.data_frame(stream_id, data)
+        if frame is None:
             return 0
         if not self.transport.is_closing():
-            self.bytes_sent += len(header) + len(data)
-            if len(data) >= UNJOINED_WRITE_BYTES:
-                self.transport.writelines((header, data))
-            else:
-                self.transport.write(header + data)
+            self.bytes_sent += len(frame)
+            self.transport.write(frame)
         return len(data)
 
     def _write_out(self) -> None:
-        # Both loops' TLS layers make at least one TLS record per piece written, so small
-        # frames are joined into one write (a 12-byte header would be a record of its own,
-        # and a 64-byte echo would cross as two). Bulk data goes as pieces: a header record
-        # per 64 KiB frame costs less than copying every byte once more to join them.
-        pieces = self.session.pieces_to_send()
-        if not pieces or self.transport.is_closing():
-            return
-        size = sum(map(len, pieces))
-        self.bytes_sent += size
-        if size >= UNJOINED_WRITE_BYTES:
-            self.transport.writelines(pieces)
-        else:
-            self.transport.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        # One write of the joined frames, not writelines: both loops' TLS layers make one
+        # TLS record per piece, so each 12-byte frame header would be a record of its own.
+        data = self.session.data_to_send()
+        if data and not self.transport.is_closing():
+            self.bytes_sent += len(data)
+            self.transport.write(data)
 
     async def drain(self) -> None:
         """Write what is queued; return once the transport takes more. Raises LinkClosed."""

@@ -154,10 +154,9 @@ def test_consuming_fast_path_data_credits_the_window_as_usual() -> None:
     client, server, sid = connected()
     frames_per_credit = INITIAL_STREAM_WINDOW // 2 // MAX_SEND_FRAME  # credit at half
     for sent in range(1, 3 * INITIAL_STREAM_WINDOW // MAX_SEND_FRAME + 1):  # three windows
-        payload = b"w" * MAX_SEND_FRAME
-        header = client.data_frame_header(sid, payload)
-        assert header is not None
-        got = server.receive_one_data_frame(header + payload)
+        frame = client.data_frame(sid, b"w" * MAX_SEND_FRAME)
+        assert frame is not None
+        got = server.receive_one_data_frame(frame)
         assert got is not None
         server.consumed(sid, len(got[1]))
         client.receive_data(server.data_to_send())
@@ -210,19 +209,18 @@ def test_one_data_frame_out_matches_send_or_changes_nothing(
     session, sid = setup()
     general = copy.deepcopy(session)
     untouched = copy.deepcopy(session)
-    header = session.data_frame_header(sid, payload)
+    frame = session.data_frame(sid, payload)
     if not taken:
-        assert header is None, case
+        assert frame is None, case
         assert state_of(session) == state_of(untouched), case
         return
     assert general.send(sid, payload) == len(payload)
-    assert header is not None
-    assert header + payload == general.data_to_send(), case
+    assert frame == general.data_to_send(), case
     assert state_of(session) == state_of(general), case
 
 
 def test_no_fast_write_on_a_closed_stream_and_send_still_refuses_it() -> None:
     session, sid = _client_closed()
-    assert session.data_frame_header(sid, b"late") is None
+    assert session.data_frame(sid, b"late") is None
     with pytest.raises(StreamClosedError):
         session.send(sid, b"late")

@@ -172,12 +172,6 @@ class Session:
         self._out = []
         return out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
 
-    def pieces_to_send(self) -> list[bytes | memoryview]:
-        """What ``data_to_send`` would join, unjoined: headers and payloads in order (the
-        payloads are views of immutable bytes, so they may be held)."""
-        out, self._out = self._out, []
-        return out
-
     def open_stream(self) -> int:
         if self._terminated or self._local_go_away or self._remote_go_away:
             raise SessionClosedError("session is going away; no new streams")
@@ -219,12 +213,11 @@ class Session:
         stream.send_window -= n
         return n
 
-    def data_frame_header(self, stream_id: int, data: bytes) -> bytes | None:
+    def data_frame(self, stream_id: int, data: bytes) -> bytes | None:
         """The fast path of ``send`` + ``data_to_send`` for the most common write: when
-        nothing is queued and ``data`` fits one frame and the stream's window, the header
-        of that frame (the caller writes it, then ``data``), accounted for as ``send``
-        would; else None, having changed nothing (use ``send``, which also raises for a
-        closed stream)."""
+        nothing is queued and ``data`` fits one frame and the stream's window, that frame
+        (header and payload) to write now, accounted for as ``send`` would; else None,
+        having changed nothing (use ``send``, which also raises for a closed stream)."""
         n = len(data)
         if self._out or self._terminated or not 0 < n <= MAX_SEND_FRAME:
             return None
@@ -232,7 +225,7 @@ class Session:
         if stream is None or stream.state not in SENDING or n > stream.send_window:
             return None
         stream.send_window -= n
-        return HEADER.pack(VERSION, FrameType.DATA, 0, stream_id, n)
+        return HEADER.pack(VERSION, FrameType.DATA, 0, stream_id, n) + data
 
     def consumed(self, stream_id: int, n: int) -> None:
         if n < 0:
