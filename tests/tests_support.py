@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,39 @@ SKUPPER = str(Path(sys.executable).parent / "skupper")
 
 # The event loops the data plane runs on (SKUPPER_EVENT_LOOP); its tests run on each.
 EVENT_LOOPS = ("asyncio", "uvloop")
+
+# Test servers' ports come from here up to the start of the kernel's ephemeral range.
+TEST_PORTS_FROM = 20000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now, from below the kernel's ephemeral range.
+
+    Not bind(0): that picks from the ephemeral range, whose ports the kernel also hands
+    out as the source ports of outgoing connections, so a port a test gives a server
+    (and expects to get back when that server restarts) could be taken meanwhile by any
+    client on the machine, another test suite's included.
+    """
+    end = _ephemeral_start()
+    if end - TEST_PORTS_FROM >= 1000:
+        for _ in range(256):
+            port = random.randrange(TEST_PORTS_FROM, end)
+            with socket.socket() as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket() as sock:  # no room below the range: the kernel's choice
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests_support import Skupper, table, wait_for
+from tests_support import Skupper, free_port, table, wait_for
 
 BASE_IMAGE = os.environ.get("SKUPPER_TEST_BASE_IMAGE", "skupper-py-base:bookworm")
 LOOPBACK = "127.0.0.1"
@@ -81,12 +81,6 @@ def echo_server() -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def echo_through(port: int, payload: bytes) -> bytes | None:

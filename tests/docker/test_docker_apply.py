@@ -4,25 +4,17 @@ delete -f`` removes the container with the site."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from docker_support import ContainerSkupper, EngineUnderTest
 
-from tests_support import table
+from tests_support import free_port, table
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_site_and_listener_file_applies_on_docker(dk: ContainerSkupper,
                                                     docker_engine: EngineUnderTest) -> None:
-    port = _free_port()
+    port = free_port()
     text = (dk.run("site", "generate", "dk", "--enable-link-access").stdout + "---\n"
             + dk.run("listener", "generate", "backend", str(port)).stdout)
     done = dk.run("system", "apply", "-f", "-", "-n", "dk", "--platform", "docker", input=text,

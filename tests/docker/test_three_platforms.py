@@ -18,12 +18,11 @@ from docker_support import (
     ContainerSkupper,
     echo_server,
     echo_through,
-    free_port,
     redeem,
     wait_link_ready,
 )
 
-from tests_support import SKUPPER, Skupper, table, wait_for
+from tests_support import SKUPPER, Skupper, free_port, table, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kube"))
 from double import DoubleThread

@@ -42,7 +42,7 @@ from skupper.certs.tls import client_context
 from skupper.router.dialer import Dialer, DialTarget, LinkReport
 from skupper.store.interface import Conflict
 from skupper.store.sqlite import SqliteStore
-from tests_support import Skupper, hermetic_env, kill9, table, wait_for
+from tests_support import Skupper, free_port, hermetic_env, kill9, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -891,12 +891,6 @@ def _genuine(token: Token, **spec: Any) -> str:
     return yaml.safe_dump(doc)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _leaf_pem() -> str:
     return issue_certificate(generate_ca("x"), "west", usage="server").cert_pem.decode()
 
@@ -924,7 +918,7 @@ BAD_TOKENS: dict[str, tuple[Callable[[Token], bytes | str], str]] = {
                                                      "-----END CERTIFICATE-----\n"),
                             "spec.ca is not a valid PEM certificate"),
     "non-CA certificate": (lambda t: _genuine(t, ca=_leaf_pem()), "not a CA certificate"),
-    "closed port": (lambda t: _genuine(t, url=f"https://127.0.0.1:{_free_port()}{t.path}"),
+    "closed port": (lambda t: _genuine(t, url=f"https://127.0.0.1:{free_port()}{t.path}"),
                     "nothing is listening at 127.0.0.1"),
     "server of another CA": (lambda t: _genuine(t, ca=generate_ca("other").cert_pem.decode()),
                              "does not match the token's CA"),

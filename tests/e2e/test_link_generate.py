@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
-from test_services import echo, echo_works, free_port, serve
+from test_services import echo, echo_works, serve
 
 from skupper.store.sqlite import SqliteStore
-from tests_support import SKUPPER, Skupper, table, wait_for
+from tests_support import SKUPPER, Skupper, free_port, table, wait_for
 
 pytestmark = pytest.mark.e2e
 

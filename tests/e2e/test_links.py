@@ -23,7 +23,7 @@ import yaml
 
 from skupper.certs.issue import generate_ca, issue_certificate, verify_signed_by
 from skupper.certs.tls import client_context
-from tests_support import Skupper, hermetic_env, kill9, table, wait_for
+from tests_support import Skupper, free_port, hermetic_env, kill9, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -146,12 +146,6 @@ def inter_router(skupper: Skupper, ns: str = "west") -> tuple[str, int]:
     endpoints = site(skupper, ns)["status"]["endpoints"]
     (endpoint,) = [e for e in endpoints if e["name"] == "inter-router"]
     return str(endpoint["host"]), int(endpoint["port"])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

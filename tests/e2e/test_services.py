@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests_support import EVENT_LOOPS, Skupper, hermetic_env, table, wait_for
+from tests_support import EVENT_LOOPS, Skupper, free_port, hermetic_env, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +40,6 @@ MIB = 1024 * 1024
 
 
 
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests_support import Skupper, one_error_line
+from tests_support import Skupper, free_port, one_error_line
 
 pytestmark = pytest.mark.e2e
 
 FILES = Path(__file__).parent / "upstream_files"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _json(skupper: Skupper, *args: str) -> Any:

@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import re
-import socket
 import ssl
 import stat
 import threading
@@ -27,7 +26,7 @@ import pytest
 import yaml
 
 from skupper.certs.issue import KeyPair, generate_ca, issue_certificate
-from tests_support import Skupper, table, wait_for
+from tests_support import Skupper, free_port, table, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -174,12 +173,6 @@ def redemptions(skupper: Skupper, grant: str, ns: str = "west") -> int:
     done = skupper.run("access-grant", "status", "-n", ns, "-o", "json")
     (found,) = [g for g in json.loads(done.stdout)["items"] if g["metadata"]["name"] == grant]
     return int((found.get("status") or {}).get("redemptions", 0))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

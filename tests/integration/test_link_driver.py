@@ -27,6 +27,7 @@ from skupper.router.link import LinkClosed, LinkConnection
 from skupper.router.link_transport import LinkProtocol, dial_tls
 from skupper.router.listener import LinkListener
 from skupper.router.stream import LinkStream, StreamReset
+from tests_support import free_port
 
 # The data plane runs on both event loops; every test here runs on each.
 pytestmark = pytest.mark.usefixtures("each_event_loop")
@@ -74,12 +75,6 @@ def _bound_socket(port: int = 0) -> socket.socket:
     sock.listen(16)
     sock.setblocking(False)
     return sock
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -507,7 +502,7 @@ def test_stopping_the_listener_ends_the_dialers_link_and_it_reports_it(pki: Pki)
 
 def test_a_dialer_to_a_closed_port_reports_not_operational_and_retries(pki: Pki) -> None:
     async def main() -> None:
-        port = _free_port()
+        port = free_port()
         reports: list[LinkReport] = []
         _, task = _start_dialer(port, pki.client_tls(), reports)
         try:
