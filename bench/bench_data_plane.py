@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -106,12 +107,15 @@ def _pair(h: Hermetic, work: Path, ports: dict[str, int], first: str, second: st
 
 def _measure(ports: dict[str, int], pids: list[int], args: argparse.Namespace) -> dict[str, float]:
     if args.only:  # one load again and again, to profile the daemons under it
+        loads: dict[str, Callable[[], object]] = {
+            "one": lambda: _throughput(ports["sink"], 1, args.mib),
+            "sixteen": lambda: _throughput(ports["sink"], 16, args.mib),
+            "latency": lambda: _latency(ports["echo"], args.requests),
+            "connections": lambda: _connection_rate(ports["echo"]),
+        }
         deadline = time.monotonic() + args.only_seconds
         while time.monotonic() < deadline:
-            {"one": lambda: _throughput(ports["sink"], 1, args.mib),
-             "sixteen": lambda: _throughput(ports["sink"], 16, args.mib),
-             "latency": lambda: _latency(ports["echo"], args.requests),
-             "connections": lambda: _connection_rate(ports["echo"])}[args.only]()
+            loads[args.only]()
         return {}
     cpu = cpu_seconds(pids)
     one = _throughput(ports["sink"], 1, args.mib)

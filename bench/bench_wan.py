@@ -40,10 +40,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "netns")]
 
-from hosts import Host, Network, tools_missing  # noqa: E402
-from sites import HostSkupper, expose, link, link_state, outgoing_ready  # noqa: E402
+# The test suite's helpers (tests/ is not a package mypy checks with bench/).
+from hosts import (  # type: ignore[import-not-found]  # noqa: E402
+    Host,
+    Network,
+    tools_missing,
+)
+from sites import (  # type: ignore[import-not-found]  # noqa: E402
+    HostSkupper,
+    expose,
+    link,
+    link_state,
+    outgoing_ready,
+)
 
-from tests_support import hermetic_env, wait_for  # noqa: E402
+from tests_support import hermetic_env, wait_for  # type: ignore[import-not-found]  # noqa: E402
 
 SINK, ECHO, LINK_SINK, LINK_ECHO = 7501, 7502, 7503, 7504
 FRAMED, LINK_FRAMED = 7505, 7506

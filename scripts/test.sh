@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 .venv/bin/ruff check src tests bench
-.venv/bin/mypy src/skupper
+.venv/bin/mypy src/skupper bench
 .venv/bin/lint-imports
 .venv/bin/python -m pytest -q "$@"
