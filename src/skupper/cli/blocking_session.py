@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from skupper.cli.session_checks import (
     LIVENESS_INTERVAL,
-    STARTUP_GRACE,
+    daemon_gone,
     daemon_stopped_error,
+    done_or_failed,
     no_site_error,
     wait_failed_error,
     wait_timed_out_error,
 )
-from skupper.resources.status import ERROR
 
 if TYPE_CHECKING:
     from skupper.platforms.local_platform import LocalPlatform
@@ -60,27 +60,14 @@ def wait_until_blocking(
     from skupper.store.sqlite_blocking import WaitTimedOut
 
     failed: list[Resource] = []
-
-    def finished(resource: Resource) -> bool:
-        if done(resource):
-            return True
-        status = resource.get("status") or {}
-        if status.get("status") == ERROR and status.get("message"):
-            failed.append(resource)
-            return True
-        return False
-
     started = time.monotonic()
 
-    def daemon_gone() -> bool:
-        platform = session.platform
-        if platform.daemon_exited():  # the one this command started: no grace
-            return True
-        return not platform.running() and time.monotonic() - started > STARTUP_GRACE
+    def stop() -> bool:
+        return daemon_gone(session.platform, time.monotonic() - started)
 
     try:
-        resource = session.store.wait_for(kind, name, finished, timeout, stop=daemon_gone,
-                                          check_every=LIVENESS_INTERVAL)
+        resource = session.store.wait_for(kind, name, done_or_failed(done, failed), timeout,
+                                          stop=stop, check_every=LIVENESS_INTERVAL)
     except WaitTimedOut as exc:
         raise wait_timed_out_error(what, timeout, exc.last) from None
     if resource is None:

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from skupper.cli.options import Target
 from skupper.cli.session_checks import (
     LIVENESS_INTERVAL,
-    STARTUP_GRACE,
+    daemon_gone,
     daemon_not_running_error,
     daemon_stopped_error,
+    done_or_failed,
     no_site_error,
     require_running,
     require_site,
@@ -21,7 +22,6 @@ from skupper.cli.session_checks import (
     wait_timed_out_error,
 )
 from skupper.resources import Resource
-from skupper.resources.status import ERROR
 
 if TYPE_CHECKING:
     from skupper.platforms.kubernetes import KubernetesPlatform
@@ -89,28 +89,18 @@ async def wait_until(
 
     failed: list[Resource] = []
 
-    def finished(resource: Resource) -> bool:
-        if done(resource):
-            return True
-        status = resource.get("status") or {}
-        if fail_on_error and status.get("status") == ERROR and status.get("message"):
-            failed.append(resource)
-            return True
-        return False
-
     async def watch_daemon() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        exited = getattr(session.platform, "daemon_exited", None)
         while True:
             await asyncio.sleep(LIVENESS_INTERVAL)
-            if exited is not None and exited():  # the one this command started: no grace
-                return
-            if not session.platform.running() and loop.time() - started > STARTUP_GRACE:
+            if daemon_gone(session.platform, loop.time() - started):
                 return
 
     waiter = asyncio.ensure_future(
-        wait_for(session.store, kind, name, finished, timeout, since=since)
+        wait_for(session.store, kind, name,
+                 done_or_failed(done, failed, fail_on_error=fail_on_error), timeout,
+                 since=since)
     )
     guard = asyncio.ensure_future(watch_daemon())
     try:

@@ -6,11 +6,12 @@ Shared by the asynchronous session (``cli.session``) and the blocking one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from skupper.base.durations import humanize_duration
 from skupper.base.errors import SkupperError
-from skupper.resources.status import status_message
+from skupper.resources.status import ERROR, status_message
 
 if TYPE_CHECKING:
     from skupper.platforms.kubernetes import KubernetesPlatform
@@ -42,13 +43,8 @@ def no_site_error(namespace: str, action: str = "") -> SkupperError:
 
 
 def daemon_not_running_error(platform: LocalPlatform | KubernetesPlatform) -> SkupperError:
-    if platform.name == "kubernetes":  # a controller in the cluster, not a local daemon
-        return platform.not_running_error()  # type: ignore[union-attr]
-    return SkupperError(
-        "The site is stopped",
-        f'the site daemon for namespace "{platform.namespace}" is not running',
-        f'Start it with "skupper system start -n {platform.namespace}".',
-    )
+    """What the platform says when its site daemon (or controller) is not running."""
+    return platform.not_running_error()
 
 
 def require_site(session: SiteSession) -> Resource:
@@ -60,6 +56,31 @@ def require_site(session: SiteSession) -> Resource:
 def require_running(session: SiteSession) -> None:
     if not session.platform.running():
         raise daemon_not_running_error(session.platform)
+
+
+def done_or_failed(done: Callable[[Resource], bool], failed: list[Resource], *,
+                   fail_on_error: bool = True) -> Callable[[Resource], bool]:
+    """``done`` for a wait, which also ends on an Error status with a message (the
+    resource is then appended to ``failed``, for ``wait_failed_error``)."""
+    def finished(resource: Resource) -> bool:
+        if done(resource):
+            return True
+        status = resource.get("status") or {}
+        if fail_on_error and status.get("status") == ERROR and status.get("message"):
+            failed.append(resource)
+            return True
+        return False
+
+    return finished
+
+
+def daemon_gone(platform: LocalPlatform | KubernetesPlatform, waited: float) -> bool:
+    """Whether a wait of ``waited`` seconds so far should give up on the daemon: the
+    one this command started exited (no grace), or none runs after the start-up grace."""
+    exited = getattr(platform, "daemon_exited", None)
+    if exited is not None and exited():
+        return True
+    return not platform.running() and waited > STARTUP_GRACE
 
 
 def daemon_stopped_error(platform: LocalPlatform | KubernetesPlatform, what: str) -> SkupperError:

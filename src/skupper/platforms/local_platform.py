@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from skupper.base.errors import SkupperError
 from skupper.platforms import local_daemon
 from skupper.platforms.local import NamespacePaths
 
@@ -53,6 +54,13 @@ class LocalPlatform:
         """The daemon this command started has exited, and no other one runs."""
         started = self._started
         return started is not None and started.poll() is not None and not self.running()
+
+    def not_running_error(self) -> SkupperError:
+        return SkupperError(
+            "The site is stopped",
+            f'the site daemon for namespace "{self.namespace}" is not running',
+            f'Start it with "skupper system start -n {self.namespace}".',
+        )
 
     @property
     def stopped_message(self) -> str:
