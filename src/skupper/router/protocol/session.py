@@ -197,12 +197,6 @@ class Session:
         if n <= 0:
             return 0
         append, pack = self._out.append, HEADER.pack
-        if n == len(data) and n <= MAX_SEND_FRAME and type(data) is bytes:
-            # The common write of a connection's read: one frame, the bytes by reference.
-            append(pack(VERSION, FrameType.DATA, 0, stream_id, n))
-            append(data)
-            stream.send_window -= n
-            return n
         view = memoryview(data)
         if not isinstance(view.obj, bytes):
             view = memoryview(bytes(view))  # the caller may change its buffer later
